@@ -1,0 +1,1 @@
+"""genrl: learn a generative copy of a Gymnasium environment and train SB3 agents inside it."""

@@ -1,0 +1,176 @@
+"""collect(): run a real environment and append whole episodes to a RolloutDataset."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.vector import AutoresetMode, VectorEnv
+
+from genrl.dataset import RolloutDataset
+from genrl.errors import GenrlError
+from genrl.progress import progress_bar
+
+Policy = Callable[[np.ndarray], Any]
+
+
+def make_env(env_id: str, **kwargs: Any) -> gym.Env:
+    """gym.make with a one-line GenrlError for an unknown id."""
+    try:
+        return gym.make(env_id, **kwargs)
+    except gym.error.Error as exc:
+        raise GenrlError(f"unknown environment {env_id!r}: {exc}") from None
+
+
+def collect(
+    env: str | gym.Env | VectorEnv,
+    steps: int,
+    policy: Policy | Any | None = None,
+    *,
+    seed: int | None = None,
+    path: str | os.PathLike | None = None,
+    dataset: RolloutDataset | None = None,
+    epsilon: float = 0.0,
+    deterministic: bool = False,
+    progress: bool = True,
+) -> RolloutDataset:
+    """Record ``steps`` real transitions and append them, as episodes, to a dataset.
+
+    :param env: an env id, a ``gymnasium.Env`` or a ``gymnasium`` vector env
+    :param steps: transitions to record (reset steps of vector envs are never counted)
+    :param policy: ``None`` for uniform random actions, an SB3 model (anything with ``predict``),
+        or a callable mapping a batch of observations (n_envs, *obs_shape) to a batch of actions
+    :param seed: seeds the env's reset and the random actions
+    :param path: dataset folder to create or append to (ignored if ``dataset`` is given)
+    :param dataset: an existing dataset to append to
+    :param epsilon: probability of replacing the policy's action by a random one, per env and step
+    :param deterministic: passed to an SB3 model's ``predict``
+    :return: the dataset, holding the new episodes. An episode still running when ``steps`` is
+        reached is stored with ``truncated`` set on its last step.
+    """
+    if int(steps) < 1:
+        raise GenrlError(f"steps must be a positive integer, got {steps!r}")
+    if not 0.0 <= epsilon <= 1.0:
+        raise GenrlError(f"epsilon must be in [0, 1], got {epsilon!r}")
+    venv, owned = _as_vector_env(env)
+    try:
+        obs_space, act_space = venv.single_observation_space, venv.single_action_space
+        if dataset is None:
+            dataset = (
+                RolloutDataset.open(path, obs_space, act_space)
+                if path is not None
+                else RolloutDataset(obs_space, act_space)
+            )
+        else:
+            dataset.check_spaces(obs_space, act_space)
+        act = _as_policy(policy, venv, deterministic)
+        _run(venv, int(steps), act, dataset, seed, epsilon, progress)
+    finally:
+        if owned:
+            venv.close()
+    return dataset
+
+
+def _as_vector_env(env: str | gym.Env | VectorEnv) -> tuple[VectorEnv, bool]:
+    if isinstance(env, str):
+        make_env(env).close()  # fail fast with a clear message for an unknown id
+        return gym.make_vec(env, num_envs=1, vectorization_mode="sync"), True
+    if isinstance(env, VectorEnv):
+        return env, False
+    if isinstance(env, gym.Env):
+        # The user keeps ownership of their instance; we never close it.
+        return gym.vector.SyncVectorEnv([lambda: env]), False
+    raise GenrlError(f"env must be an env id, a gymnasium.Env or a vector env, got {type(env).__name__}")
+
+
+def _as_policy(policy: Any, venv: VectorEnv, deterministic: bool) -> Policy:
+    if policy is None:
+        return lambda obs: venv.action_space.sample()
+    if hasattr(policy, "predict"):
+        return lambda obs: policy.predict(obs, deterministic=deterministic)[0]
+    if callable(policy):
+        return policy
+    raise GenrlError(f"policy must be None, an SB3 model or a callable, got {type(policy).__name__}")
+
+
+def _run(
+    venv: VectorEnv,
+    steps: int,
+    policy: Policy,
+    dataset: RolloutDataset,
+    seed: int | None,
+    epsilon: float,
+    progress: bool,
+) -> None:
+    n = venv.num_envs
+    mode = venv.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
+    if mode not in (AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP):
+        raise GenrlError(f"vector env autoreset mode must be NEXT_STEP or SAME_STEP, got {mode}")
+    rng = np.random.default_rng(seed)
+    venv.action_space.seed(seed)
+    obs, _ = venv.reset(seed=seed)
+    episodes = [_Episode(obs[i]) for i in range(n)]
+    resetting = np.zeros(n, dtype=bool)  # NEXT_STEP: this env's next step() only resets it
+    recorded = 0
+    with progress_bar(total=steps, desc="collect", unit="step", disable=not progress) as bar:
+        while recorded < steps:
+            action = np.asarray(policy(obs))
+            if epsilon > 0:
+                explore = rng.random(n) < epsilon
+                if explore.any():
+                    random_action = venv.action_space.sample()
+                    action = np.where(explore.reshape((n,) + (1,) * (action.ndim - 1)), random_action, action)
+            next_obs, reward, terminated, truncated, info = venv.step(action)
+            for i in range(n):
+                if resetting[i]:
+                    episodes[i] = _Episode(next_obs[i])
+                    continue
+                if recorded >= steps:
+                    continue
+                done = bool(terminated[i] or truncated[i])
+                final = next_obs[i]
+                if done and mode == AutoresetMode.SAME_STEP:
+                    final = info["final_obs"][i]
+                episodes[i].add(action[i], reward[i], terminated[i], truncated[i], final)
+                recorded += 1
+                bar.update(1)
+                if done:
+                    episodes[i].flush(dataset)
+                    episodes[i] = _Episode(next_obs[i])
+            resetting = (terminated | truncated) if mode == AutoresetMode.NEXT_STEP else np.zeros(n, bool)
+            obs = next_obs
+    for episode in episodes:
+        episode.flush(dataset, cut=True)
+
+
+class _Episode:
+    """One env's episode being recorded."""
+
+    def __init__(self, first_obs: np.ndarray):
+        self.obs = [np.array(first_obs)]
+        self.action, self.reward, self.terminated, self.truncated = [], [], [], []
+
+    def add(self, action, reward, terminated, truncated, next_obs) -> None:
+        self.action.append(np.array(action))
+        self.reward.append(float(reward))
+        self.terminated.append(bool(terminated))
+        self.truncated.append(bool(truncated))
+        self.obs.append(np.array(next_obs))
+
+    def flush(self, dataset: RolloutDataset, cut: bool = False) -> None:
+        """Store the episode; ``cut`` marks one that collection stopped as truncated."""
+        if not self.action:
+            return
+        if cut and not (self.terminated[-1] or self.truncated[-1]):
+            self.truncated[-1] = True
+        dataset.add_episode(
+            np.stack(self.obs),
+            np.stack(self.action),
+            np.array(self.reward, dtype=np.float32),
+            np.array(self.terminated),
+            np.array(self.truncated),
+        )
+        self.action = []

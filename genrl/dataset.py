@@ -1,0 +1,244 @@
+"""RolloutDataset: whole episodes of a real environment, on disk, with sampling for training.
+
+On-disk schema (version 1), one folder per dataset::
+
+    dataset.json            {"format": "genrl.rollouts", "version": 1,
+                             "observation_space": <space JSON>, "action_space": <space JSON>}
+    episodes/000000.npz     one file per episode, written atomically, arrays:
+        obs         (T+1, *obs_shape) float32   obs[0] is the reset observation, obs[t+1] follows action[t]
+        action      (T, *action_shape)          int64 for Discrete, float32 for Box
+        reward      (T,) float32                reward[t] for the transition obs[t] -> obs[t+1]
+        terminated  (T,) bool                   only the last step may be True
+        truncated   (T,) bool                   only the last step may be True (time limit, or collection stopped)
+
+Files are numpy ``.npz`` archives read with ``allow_pickle=False``, so loading never runs code.
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from gymnasium import spaces
+
+from genrl.errors import GenrlError
+from genrl.fileio import atomic_write, check_format, read_json, write_json
+from genrl.spaces import check_supported, space_from_json, space_to_json, spaces_equal
+
+FORMAT = "genrl.rollouts"
+VERSION = 1
+KEYS = ("obs", "action", "reward", "terminated", "truncated")
+
+
+class RolloutDataset:
+    """Episodes of (obs, action, reward, terminated, truncated), in memory and optionally on disk.
+
+    :param observation_space: the real env's observation space
+    :param action_space: the real env's action space
+    :param path: folder to persist episodes in; ``None`` keeps them in memory only
+    """
+
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Space,
+        path: str | os.PathLike | None = None,
+    ):
+        check_supported(observation_space, action_space)
+        self.observation_space = observation_space
+        self.action_space = action_space
+        self.path = Path(path) if path is not None else None
+        self.episodes: list[dict[str, np.ndarray]] = []
+        self._flat: dict[str, np.ndarray] | None = None
+        if self.path is not None:
+            meta_path = self.path / "dataset.json"
+            if meta_path.exists():
+                raise GenrlError(f"a dataset already exists at {self.path}; open it with RolloutDataset.load")
+            write_json(meta_path, self._meta())
+
+    # ---- persistence -------------------------------------------------------------------------
+
+    def _meta(self) -> dict:
+        return {
+            "format": FORMAT,
+            "version": VERSION,
+            "observation_space": space_to_json(self.observation_space),
+            "action_space": space_to_json(self.action_space),
+        }
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> RolloutDataset:
+        """Open a dataset folder, validating every episode file."""
+        path = Path(path)
+        meta = read_json(path / "dataset.json", "a genrl dataset (dataset.json)")
+        check_format(meta, FORMAT, VERSION, path / "dataset.json")
+        obs_space = space_from_json(meta.get("observation_space", {}))
+        act_space = space_from_json(meta.get("action_space", {}))
+        ds = cls.__new__(cls)
+        check_supported(obs_space, act_space)
+        ds.observation_space, ds.action_space, ds.path = obs_space, act_space, path
+        ds.episodes, ds._flat = [], None
+        for file in sorted((path / "episodes").glob("*.npz")):
+            ds.episodes.append(ds._validate(_read_episode(file), source=str(file)))
+        return ds
+
+    @classmethod
+    def open(
+        cls, path: str | os.PathLike, observation_space: spaces.Space, action_space: spaces.Space
+    ) -> RolloutDataset:
+        """Load the dataset at ``path`` if there is one (checking its spaces), else create it."""
+        if (Path(path) / "dataset.json").exists():
+            ds = cls.load(path)
+            ds.check_spaces(observation_space, action_space)
+            return ds
+        return cls(observation_space, action_space, path)
+
+    def check_spaces(self, observation_space: spaces.Space, action_space: spaces.Space) -> None:
+        """Raise GenrlError if this dataset was recorded with other spaces."""
+        for name, mine, theirs in (
+            ("observation", self.observation_space, observation_space),
+            ("action", self.action_space, action_space),
+        ):
+            if not spaces_equal(mine, theirs):
+                raise GenrlError(f"{name} space mismatch: dataset has {mine}, got {theirs}")
+
+    # ---- writing -----------------------------------------------------------------------------
+
+    def add_episode(
+        self,
+        obs: np.ndarray,
+        action: np.ndarray,
+        reward: np.ndarray,
+        terminated: np.ndarray,
+        truncated: np.ndarray,
+    ) -> None:
+        """Append one episode (validated), writing it to disk atomically if the dataset has a path."""
+        episode = self._validate(
+            {"obs": obs, "action": action, "reward": reward, "terminated": terminated, "truncated": truncated},
+            source="add_episode",
+        )
+        if self.path is not None:
+            file = self.path / "episodes" / f"{self._next_index():06d}.npz"
+
+            def _write(tmp: str) -> None:
+                with open(tmp, "wb") as f:
+                    np.savez(f, **episode)
+
+            atomic_write(file, _write)
+        self.episodes.append(episode)
+        self._flat = None
+
+    def _next_index(self) -> int:
+        existing = [int(p.stem) for p in (self.path / "episodes").glob("*.npz") if p.stem.isdigit()]
+        return max(existing, default=-1) + 1
+
+    def _validate(self, ep: dict, source: str) -> dict[str, np.ndarray]:
+        missing = [k for k in KEYS if k not in ep]
+        if missing:
+            raise GenrlError(f"{source}: expected episode arrays {list(KEYS)}, missing {missing}")
+        obs = np.asarray(ep["obs"], dtype=np.float32)
+        steps = obs.shape[0] - 1 if obs.ndim > 0 else -1
+        if steps < 1 or obs.shape[1:] != self.observation_space.shape:
+            raise GenrlError(
+                f"{source}: expected obs of shape (T+1, {', '.join(map(str, self.observation_space.shape))}) "
+                f"with T >= 1, got {obs.shape}"
+            )
+        discrete = isinstance(self.action_space, spaces.Discrete)
+        action = np.asarray(ep["action"])
+        act_shape = (steps,) if discrete else (steps, *self.action_space.shape)
+        if action.shape != act_shape:
+            raise GenrlError(f"{source}: expected action of shape {act_shape}, got {action.shape}")
+        action = action.astype(np.int64 if discrete else np.float32)
+        out = {"obs": obs, "action": action}
+        for key, dtype in (("reward", np.float32), ("terminated", bool), ("truncated", bool)):
+            arr = np.asarray(ep[key])
+            if arr.shape != (steps,):
+                raise GenrlError(f"{source}: expected {key} of shape ({steps},), got {arr.shape}")
+            out[key] = arr.astype(dtype)
+        for key in ("obs", "action", "reward"):
+            if not np.all(np.isfinite(out[key])):
+                raise GenrlError(f"{source}: expected finite {key}, got NaN or inf")
+        for key in ("terminated", "truncated"):
+            if out[key][:-1].any():
+                raise GenrlError(f"{source}: {key} may only be set on the last step of an episode")
+        return out
+
+    # ---- reading -----------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self.episodes)
+
+    @property
+    def num_steps(self) -> int:
+        """Total recorded transitions."""
+        return sum(len(ep["reward"]) for ep in self.episodes)
+
+    def episode_returns(self) -> np.ndarray:
+        return np.array([float(ep["reward"].sum()) for ep in self.episodes])
+
+    def subset(self, indices: Sequence[int]) -> RolloutDataset:
+        """An in-memory dataset holding the chosen episodes (e.g. a held-out split)."""
+        ds = RolloutDataset(self.observation_space, self.action_space)
+        ds.episodes = [self.episodes[i] for i in indices]
+        return ds
+
+    def _require_data(self) -> None:
+        if not self.episodes:
+            raise GenrlError("the dataset is empty: expected at least one episode, collect some data first")
+
+    def _flatten(self) -> dict[str, np.ndarray]:
+        if self._flat is None:
+            lengths = np.array([len(ep["reward"]) for ep in self.episodes])
+            self._flat = {
+                "lengths": lengths,
+                "act_offset": np.concatenate([[0], np.cumsum(lengths)[:-1]]),
+                "obs_offset": np.concatenate([[0], np.cumsum(lengths + 1)[:-1]]),
+                **{k: np.concatenate([ep[k] for ep in self.episodes]) for k in KEYS},
+            }
+        return self._flat
+
+    def sample_sequences(self, batch_size: int, length: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """Windows of ``length`` steps starting at uniformly drawn transitions.
+
+        Returns ``obs`` (B, L+1, ...), ``action`` (B, L, ...), ``reward``, ``terminated`` and
+        ``mask`` (B, L); steps past an episode's end are padding with ``mask`` False.
+        """
+        self._require_data()
+        flat = self._flatten()
+        total = int(flat["lengths"].sum())
+        start_global = rng.integers(0, total, size=batch_size)
+        ep = np.searchsorted(flat["act_offset"], start_global, side="right") - 1
+        start = start_global - flat["act_offset"][ep]
+        k = np.arange(length + 1)
+        t = start[:, None] + k[None, :]
+        ep_len = flat["lengths"][ep][:, None]
+        obs_idx = flat["obs_offset"][ep][:, None] + np.minimum(t, ep_len)
+        act_idx = flat["act_offset"][ep][:, None] + np.minimum(t[:, :-1], ep_len - 1)
+        return {
+            "obs": flat["obs"][obs_idx],
+            "action": flat["action"][act_idx],
+            "reward": flat["reward"][act_idx],
+            "terminated": flat["terminated"][act_idx],
+            "mask": t[:, :-1] < ep_len,
+        }
+
+    def start_states(self) -> np.ndarray:
+        """Every episode's reset observation, (N, *obs_shape)."""
+        self._require_data()
+        return np.stack([ep["obs"][0] for ep in self.episodes])
+
+    def all_states(self) -> np.ndarray:
+        """Every recorded observation, (N, *obs_shape)."""
+        self._require_data()
+        return self._flatten()["obs"]
+
+
+def _read_episode(file: Path) -> dict[str, np.ndarray]:
+    try:
+        with np.load(file, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise GenrlError(f"{file}: expected a genrl episode (.npz), got an unreadable file ({exc})") from None

@@ -1,0 +1,139 @@
+"""Dreams: N imagined episodes of a WorldModel stepped as one torch batch.
+
+This is the one place that owns dream state (latent, recurrent state, time step), start-state
+sampling, the horizon and seeding. DreamEnv (N=1) and DreamVecEnv (N>=1) are thin adapters.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Literal
+
+import numpy as np
+import torch
+from gymnasium import spaces
+
+from genrl.dataset import RolloutDataset
+from genrl.errors import GenrlError
+from genrl.world_model import WorldModel
+
+ObsMode = Literal["decoded", "latent"]
+StartMode = Literal["initial", "any"]
+
+
+def as_model(model: WorldModel | str | os.PathLike, device: str | torch.device | None) -> WorldModel:
+    """A WorldModel instance, or one loaded from a saved folder, on ``device`` (CUDA when present)."""
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if isinstance(model, WorldModel):
+        return model.to(device)
+    if isinstance(model, (str, os.PathLike)):
+        return WorldModel.load(model, device=device)
+    raise GenrlError(f"model must be a WorldModel or the path of a saved one, got {type(model).__name__}")
+
+
+class DreamBatch:
+    """State and transition logic for ``n`` dreams.
+
+    :param model: the world model to dream with
+    :param n: number of parallel dreams
+    :param dataset: real data to draw start states from; defaults to the start states saved in the model
+    :param horizon: steps after which a dream is truncated (never terminated)
+    :param obs_mode: ``"decoded"`` gives observations in the real env's space, ``"latent"`` the latent
+    :param temperature: sampling temperature of the dynamics (1 = as learned)
+    :param start: ``"initial"`` starts from real reset observations, ``"any"`` from any recorded state
+    :param seed: seeds start-state sampling and the dynamics' noise
+    """
+
+    def __init__(
+        self,
+        model: WorldModel,
+        n: int,
+        dataset: RolloutDataset | None = None,
+        horizon: int = 500,
+        obs_mode: ObsMode = "decoded",
+        temperature: float = 1.0,
+        start: StartMode = "initial",
+        seed: int | None = None,
+    ):
+        if obs_mode not in ("decoded", "latent"):
+            raise GenrlError(f"obs_mode must be 'decoded' or 'latent', got {obs_mode!r}")
+        if start not in ("initial", "any"):
+            raise GenrlError(f"start must be 'initial' or 'any', got {start!r}")
+        if int(horizon) < 1:
+            raise GenrlError(f"horizon must be a positive integer, got {horizon!r}")
+        if int(n) < 1:
+            raise GenrlError(f"the number of dreams must be a positive integer, got {n!r}")
+        if temperature < 0:
+            raise GenrlError(f"temperature must be >= 0, got {temperature!r}")
+        self.model, self.n, self.horizon = model, int(n), int(horizon)
+        self.obs_mode, self.temperature, self.start = obs_mode, float(temperature), start
+        self.dataset = dataset
+        if dataset is not None:
+            model.check_env_spaces(dataset.observation_space, dataset.action_space)
+        device = model.device
+        self.generator = torch.Generator(device=device)
+        self.seed(seed)
+        self.z = torch.zeros(self.n, model.config.latent_dim, device=device)
+        self.h = model.initial_state(self.n)
+        self.t = torch.zeros(self.n, dtype=torch.long, device=device)
+        self.observation_space = (
+            model.observation_space
+            if obs_mode == "decoded"
+            else spaces.Box(-np.inf, np.inf, (model.config.latent_dim,), np.float32)
+        )
+        self.action_space = model.action_space
+
+    def seed(self, seed: int | None) -> None:
+        self.generator.manual_seed(int(seed) if seed is not None else int(torch.seed()) % 2**63)
+
+    def _start_pool(self) -> torch.Tensor:
+        # Read each time: a dataset that grows between calls contributes its new episodes.
+        if self.dataset is not None and len(self.dataset):
+            states = self.dataset.start_states() if self.start == "initial" else self.dataset.all_states()
+            return torch.as_tensor(states, device=self.model.device)
+        if len(self.model.start_states):
+            return self.model.start_states
+        raise GenrlError("no start states: expected a dataset, or a model fitted on one, to start dreams from")
+
+    @torch.inference_mode()
+    def reset(self, index: torch.Tensor | None = None, initial_obs: torch.Tensor | None = None) -> torch.Tensor:
+        """Restart the dreams in ``index`` (all if None) and return their observations."""
+        index = torch.arange(self.n, device=self.model.device) if index is None else index
+        if initial_obs is None:
+            pool = self._start_pool()
+            pick = torch.randint(len(pool), (len(index),), generator=self.generator, device=pool.device)
+            initial_obs = pool[pick]
+        shape = (len(index), *self.model.observation_space.shape)
+        self.z[index] = self.model.encode(initial_obs.to(self.model.device).reshape(shape))
+        self.h[index] = 0.0
+        self.t[index] = 0
+        return self.observe(self.z[index])
+
+    @torch.inference_mode()
+    def step(self, actions: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Advance every dream; returns (obs, reward, terminated, truncated, uncertainty) tensors.
+
+        Finished dreams are not restarted here: the caller decides (gymnasium vs SB3 contract).
+        """
+        out = self.model.step(self.z, self.h, actions.to(self.model.device), self.temperature, self.generator)
+        self.z, self.h = out.z, out.h
+        self.t += 1
+        truncated = (self.t >= self.horizon) & ~out.terminated
+        return self.observe(out.z), out.reward, out.terminated, truncated, out.uncertainty
+
+    def observe(self, z: torch.Tensor) -> torch.Tensor:
+        return self.model.decode(z) if self.obs_mode == "decoded" else z
+
+
+def render_bars(obs: np.ndarray, scale: np.ndarray, size: int = 200) -> np.ndarray:
+    """An RGB picture of a vector observation: one bar per dimension, zero in the middle."""
+    values = np.clip(np.asarray(obs, dtype=np.float64).ravel() / (3.0 * scale.ravel()), -1.0, 1.0)
+    image = np.full((size, size, 3), 255, dtype=np.uint8)
+    width = max(1, size // max(1, len(values)))
+    mid = size // 2
+    image[mid, :] = 0
+    for i, v in enumerate(values):
+        top, bottom = sorted((mid, int(mid - v * (mid - 1))))
+        image[top : bottom + 1, i * width + 1 : (i + 1) * width - 1] = (40, 90, 200) if v >= 0 else (200, 70, 40)
+    return image

@@ -1,0 +1,86 @@
+"""DreamEnv: a gymnasium.Env whose transitions are sampled from a WorldModel."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from genrl.dataset import RolloutDataset
+from genrl.dream import DreamBatch, ObsMode, StartMode, as_model, render_bars
+from genrl.errors import GenrlError
+from genrl.world_model import WorldModel
+
+
+class DreamEnv(gym.Env):
+    """One imagined episode at a time, with the real env's action space.
+
+    With ``obs_mode="decoded"`` observations live in the real env's observation space, so a policy
+    moves between dream and reality unchanged. Hitting ``horizon`` truncates; only the model's
+    termination head terminates. ``info["uncertainty"]`` is the predictive std of the step.
+
+    ``reset(options={"initial_obs": obs})`` starts from a given real observation instead of a
+    sampled start state.
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 30}
+
+    def __init__(
+        self,
+        model: WorldModel | str | os.PathLike,
+        dataset: RolloutDataset | None = None,
+        horizon: int = 500,
+        obs_mode: ObsMode = "decoded",
+        temperature: float = 1.0,
+        start: StartMode = "initial",
+        device: str | torch.device | None = "cpu",
+        render_mode: str | None = None,
+    ):
+        if render_mode not in (None, "rgb_array"):
+            raise GenrlError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
+        self.model = as_model(model, device)
+        self.dream = DreamBatch(self.model, 1, dataset, horizon, obs_mode, temperature, start)
+        self.observation_space = self.dream.observation_space
+        self.action_space = self.dream.action_space
+        self.render_mode = render_mode
+        self._obs: np.ndarray | None = None
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        # Derive torch's generator from gymnasium's, so reset(seed=s) fixes the whole trajectory.
+        self.dream.seed(int(self.np_random.integers(2**63 - 1)))
+        initial = None
+        if options and options.get("initial_obs") is not None:
+            initial = self._check_obs(options["initial_obs"])
+        obs = self.dream.reset(initial_obs=initial)
+        self._obs = self._to_numpy(obs[0])
+        return self._obs, {}
+
+    def step(self, action: Any):
+        if self._obs is None:
+            raise GenrlError("step() called before reset(): expected reset() first")
+        action = self.model.actions.check(action)
+        obs, reward, terminated, truncated, uncertainty = self.dream.step(torch.as_tensor(action[None]))
+        self._obs = self._to_numpy(obs[0])
+        info = {"uncertainty": float(uncertainty[0])}
+        return self._obs, float(reward[0]), bool(terminated[0]), bool(truncated[0]), info
+
+    def render(self) -> np.ndarray | None:
+        if self.render_mode != "rgb_array" or self._obs is None:
+            return None
+        scale = self.model.obs_std.cpu().numpy() if self.dream.obs_mode == "decoded" else np.ones_like(self._obs)
+        center = self.model.obs_mean.cpu().numpy() if self.dream.obs_mode == "decoded" else 0.0
+        return render_bars(self._obs - center, scale)
+
+    def _check_obs(self, obs: Any) -> torch.Tensor:
+        arr = np.asarray(obs, dtype=np.float32)
+        expected = self.model.observation_space.shape
+        if arr.shape != expected or not np.all(np.isfinite(arr)):
+            raise GenrlError(f"initial_obs: expected a finite array of shape {expected}, got {arr.shape}")
+        return torch.as_tensor(arr[None])
+
+    def _to_numpy(self, obs: torch.Tensor) -> np.ndarray:
+        return obs.cpu().numpy().astype(self.observation_space.dtype)

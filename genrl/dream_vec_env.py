@@ -1,0 +1,126 @@
+"""DreamVecEnv: N dreams as one torch batch behind stable-baselines3's VecEnv interface."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices, VecEnvStepReturn
+
+from genrl.dataset import RolloutDataset
+from genrl.dream import DreamBatch, ObsMode, StartMode, as_model, render_bars
+from genrl.errors import GenrlError
+from genrl.world_model import WorldModel
+
+
+class DreamVecEnv(VecEnv):
+    """An SB3 ``VecEnv`` stepping ``n_envs`` dreams at once, on CPU or CUDA.
+
+    Follows SB3's auto-reset contract: a finished dream is restarted from a real start state at
+    once, the observation returned is the new episode's first, and ``infos[i]`` carries
+    ``terminal_observation`` and ``TimeLimit.truncated``. ``infos[i]["uncertainty"]`` is the
+    predictive std of each step.
+    """
+
+    def __init__(
+        self,
+        model: WorldModel | str | os.PathLike,
+        n_envs: int = 256,
+        dataset: RolloutDataset | None = None,
+        horizon: int = 500,
+        obs_mode: ObsMode = "decoded",
+        temperature: float = 1.0,
+        start: StartMode = "initial",
+        device: str | torch.device | None = None,
+        seed: int | None = None,
+    ):
+        self.model = as_model(model, device)
+        self.dream = DreamBatch(self.model, n_envs, dataset, horizon, obs_mode, temperature, start, seed)
+        self.render_mode = "rgb_array"  # read by VecEnv.__init__ through get_attr
+        self._actions: torch.Tensor | None = None
+        super().__init__(n_envs, self.dream.observation_space, self.dream.action_space)
+        self._obs_dtype = self.observation_space.dtype
+        self._discrete = self.model.actions.discrete
+
+    # ---- the VecEnv protocol -----------------------------------------------------------------
+
+    def reset(self) -> np.ndarray:
+        if self._seeds[0] is not None:
+            self.dream.seed(self._seeds[0])
+        self._reset_seeds()
+        self._reset_options()
+        self._last_obs = self._numpy(self.dream.reset())
+        return self._last_obs
+
+    def step_async(self, actions: np.ndarray) -> None:
+        actions = np.asarray(actions)
+        expected = (self.num_envs,) if self._discrete else (self.num_envs, *self.action_space.shape)
+        if actions.shape != expected and actions.size == int(np.prod(expected)):
+            actions = actions.reshape(expected)
+        if actions.shape != expected:
+            raise GenrlError(f"actions: expected shape {expected}, got {actions.shape}")
+        self._actions = torch.as_tensor(actions)
+
+    def step_wait(self) -> VecEnvStepReturn:
+        if self._actions is None:
+            raise GenrlError("step_wait() called without step_async(): expected actions first")
+        obs, reward, terminated, truncated, uncertainty = self.dream.step(self._actions)
+        self._actions = None
+        done = terminated | truncated
+        obs_np = self._numpy(obs)
+        done_np = done.cpu().numpy()
+        truncated_np = truncated.cpu().numpy()
+        uncertainty_np = uncertainty.cpu().numpy()
+        infos: list[dict[str, Any]] = [{"uncertainty": float(u)} for u in uncertainty_np]
+        finished = np.flatnonzero(done_np)
+        if len(finished):
+            for i in finished:
+                infos[i]["terminal_observation"] = obs_np[i].copy()
+                infos[i]["TimeLimit.truncated"] = bool(truncated_np[i])
+            index = torch.as_tensor(finished, device=self.model.device)
+            obs_np[finished] = self._numpy(self.dream.reset(index))
+        self._last_obs = obs_np
+        return obs_np, reward.cpu().numpy().astype(np.float32), done_np, infos
+
+    def close(self) -> None:
+        pass
+
+    def get_attr(self, attr_name: str, indices: VecEnvIndices = None) -> list[Any]:
+        value = getattr(self.dream, attr_name) if hasattr(self.dream, attr_name) else getattr(self, attr_name)
+        return [value for _ in self._get_indices(indices)]
+
+    def set_attr(self, attr_name: str, value: Any, indices: VecEnvIndices = None) -> None:
+        # All dreams share one batch, so settings apply to every env or to none.
+        if len(list(self._get_indices(indices))) != self.num_envs:
+            raise GenrlError(f"set_attr({attr_name!r}): dreams share settings, expected indices=None (all envs)")
+        if not hasattr(self.dream, attr_name):
+            raise GenrlError(f"set_attr: dreams have no setting {attr_name!r}")
+        setattr(self.dream, attr_name, value)
+
+    def env_method(self, method_name: str, *method_args, indices: VecEnvIndices = None, **method_kwargs) -> list:
+        if method_name == "render":
+            return [self._render(i) for i in self._get_indices(indices)]
+        method = getattr(self.dream, method_name, None)
+        if method is None or not callable(method):
+            raise AttributeError(f"dreams have no method {method_name!r}")
+        return [method(*method_args, **method_kwargs) for _ in self._get_indices(indices)]
+
+    def env_is_wrapped(self, wrapper_class: type, indices: VecEnvIndices = None) -> list[bool]:
+        return [False for _ in self._get_indices(indices)]
+
+    def get_images(self) -> Sequence[np.ndarray | None]:
+        return [self._render(i) for i in range(self.num_envs)]
+
+    # ---- helpers -----------------------------------------------------------------------------
+
+    def _render(self, i: int) -> np.ndarray:
+        obs = self._last_obs[i] if getattr(self, "_last_obs", None) is not None else np.zeros(self.observation_space.shape)
+        if self.dream.obs_mode == "decoded":
+            return render_bars(obs - self.model.obs_mean.cpu().numpy(), self.model.obs_std.cpu().numpy())
+        return render_bars(obs, np.ones_like(obs))
+
+    def _numpy(self, obs: torch.Tensor) -> np.ndarray:
+        return obs.cpu().numpy().astype(self._obs_dtype, copy=False)

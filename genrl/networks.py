@@ -1,0 +1,116 @@
+"""The world model's building blocks: observation VAE and the mixture-density head.
+
+The encoder/decoder pair is chosen by observation shape in :func:`build_vae`; a convolutional
+pair for images slots in there without touching the dynamics or the dream.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from genrl.errors import GenrlError
+
+
+def mlp(inp: int, hidden: int, out: int, layers: int = 2) -> nn.Sequential:
+    dims = [inp] + [hidden] * layers
+    blocks: list[nn.Module] = []
+    for a, b in zip(dims[:-1], dims[1:]):
+        blocks += [nn.Linear(a, b), nn.SiLU()]
+    return nn.Sequential(*blocks, nn.Linear(dims[-1], out))
+
+
+class MLPEncoder(nn.Module):
+    """Flat observation -> (mean, log-variance) of a diagonal Gaussian latent."""
+
+    def __init__(self, obs_shape: tuple[int, ...], latent_dim: int, hidden: int):
+        super().__init__()
+        self.obs_ndim = len(obs_shape)
+        self.net = mlp(math.prod(obs_shape), hidden, 2 * latent_dim)
+
+    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean, logvar = self.net(obs.flatten(-self.obs_ndim)).chunk(2, dim=-1)
+        return mean, logvar.clamp(-10.0, 4.0)
+
+
+class MLPDecoder(nn.Module):
+    """Latent -> flat observation mean (unit-variance Gaussian likelihood)."""
+
+    def __init__(self, latent_dim: int, obs_shape: tuple[int, ...], hidden: int):
+        super().__init__()
+        self.obs_shape = obs_shape
+        self.net = mlp(latent_dim, hidden, math.prod(obs_shape))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z).reshape(*z.shape[:-1], *self.obs_shape)
+
+
+def build_vae(obs_shape: tuple[int, ...], latent_dim: int, hidden: int) -> tuple[nn.Module, nn.Module]:
+    """Encoder and decoder for an observation shape."""
+    if len(obs_shape) == 3:
+        raise GenrlError(f"image observations {obs_shape} are not supported yet: expected a vector observation")
+    return MLPEncoder(obs_shape, latent_dim, hidden), MLPDecoder(latent_dim, obs_shape, hidden)
+
+
+class MixtureDensityHead(nn.Module):
+    """Features -> a K-component diagonal Gaussian mixture over the next latent, centred on ``base``.
+
+    As in World Models' MDN-RNN; each component is a full latent vector so that samples stay
+    coherent across dimensions.
+    """
+
+    def __init__(self, features: int, latent_dim: int, components: int, hidden: int):
+        super().__init__()
+        self.k, self.d = components, latent_dim
+        self.net = mlp(features, hidden, components * (1 + 2 * latent_dim), layers=1)
+
+    def forward(self, h: torch.Tensor, base: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Mixture logits (..., K), means (..., K, D) and log-stds (..., K, D).
+
+        Means are residuals added to ``base`` (the current latent): small steps are easy to learn.
+        """
+        out = self.net(h)
+        logits = out[..., : self.k]
+        delta, log_std = out[..., self.k :].reshape(*h.shape[:-1], self.k, 2 * self.d).chunk(2, dim=-1)
+        return logits, base.unsqueeze(-2) + delta, log_std.clamp(-7.0, 2.0)
+
+
+def mixture_nll(
+    logits: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor, target: torch.Tensor
+) -> torch.Tensor:
+    """Negative log-likelihood of ``target`` (..., D) under the mixture, per element of ``...``."""
+    z = (target.unsqueeze(-2) - mean) / log_std.exp()
+    comp = -0.5 * z.pow(2).sum(-1) - log_std.sum(-1) - 0.5 * mean.shape[-1] * math.log(2 * math.pi)
+    return -torch.logsumexp(F.log_softmax(logits, dim=-1) + comp, dim=-1)
+
+
+def mixture_sample(
+    logits: torch.Tensor,
+    mean: torch.Tensor,
+    log_std: torch.Tensor,
+    temperature: float,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Draw from the mixture; temperature sharpens (<1) or flattens (>1) it as in World Models."""
+    batch = logits.shape[:-1]
+    if temperature <= 0:
+        index = logits.argmax(-1)
+        return torch.gather(mean, -2, index[..., None, None].expand(*batch, 1, mean.shape[-1])).squeeze(-2)
+    probs = F.softmax(logits.reshape(-1, logits.shape[-1]) / temperature, dim=-1)
+    index = torch.multinomial(probs, 1, generator=generator).reshape(*batch)
+    pick = index[..., None, None].expand(*batch, 1, mean.shape[-1])
+    mu = torch.gather(mean, -2, pick).squeeze(-2)
+    std = torch.gather(log_std, -2, pick).squeeze(-2).exp()
+    noise = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+    return mu + std * math.sqrt(temperature) * noise
+
+
+def mixture_std(logits: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
+    """Total standard deviation of the mixture, averaged over latent dimensions: (...,)."""
+    w = F.softmax(logits, dim=-1).unsqueeze(-1)
+    mu = (w * mean).sum(-2)
+    second = (w * (log_std.exp().pow(2) + mean.pow(2))).sum(-2)
+    return (second - mu.pow(2)).clamp_min(0).sqrt().mean(-1)

@@ -1,0 +1,125 @@
+"""Which spaces genrl supports, their JSON form, and how actions become model inputs.
+
+Every module that touches a space goes through here, so "supported" means one thing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from gymnasium import spaces
+
+from genrl.errors import GenrlError
+
+
+def check_supported(observation_space: spaces.Space, action_space: spaces.Space) -> None:
+    """Raise GenrlError unless observations are a Box and actions a Discrete or Box."""
+    if not isinstance(observation_space, spaces.Box):
+        raise GenrlError(
+            f"unsupported observation space: expected a Box, got {observation_space!r}"
+        )
+    if not isinstance(action_space, (spaces.Discrete, spaces.Box)):
+        raise GenrlError(
+            f"unsupported action space: expected Discrete or Box, got {action_space!r}"
+        )
+    if isinstance(action_space, spaces.Box) and not np.all(
+        np.isfinite(action_space.low) & np.isfinite(action_space.high)
+    ):
+        raise GenrlError(f"unsupported action space: expected a bounded Box, got {action_space!r}")
+
+
+def space_to_json(space: spaces.Space) -> dict[str, Any]:
+    """A JSON-safe description of a supported space (no pickling)."""
+    if isinstance(space, spaces.Discrete):
+        return {"type": "Discrete", "n": int(space.n), "start": int(space.start)}
+    if isinstance(space, spaces.Box):
+        return {
+            "type": "Box",
+            "shape": list(space.shape),
+            "dtype": np.dtype(space.dtype).name,
+            "low": _finite_list(space.low),
+            "high": _finite_list(space.high),
+        }
+    raise GenrlError(f"cannot serialise space: expected Discrete or Box, got {space!r}")
+
+
+def space_from_json(data: dict[str, Any]) -> spaces.Space:
+    """Inverse of :func:`space_to_json`; raises GenrlError on anything else."""
+    try:
+        kind = data["type"]
+        if kind == "Discrete":
+            return spaces.Discrete(int(data["n"]), start=int(data.get("start", 0)))
+        if kind == "Box":
+            shape = tuple(int(s) for s in data["shape"])
+            dtype = np.dtype(data["dtype"])
+            low = np.array([float(v) for v in data["low"]], dtype=dtype).reshape(shape)
+            high = np.array([float(v) for v in data["high"]], dtype=dtype).reshape(shape)
+            return spaces.Box(low, high, shape=shape, dtype=dtype)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise GenrlError(f"invalid space description {data!r}: {exc}") from None
+    raise GenrlError(f"invalid space description: expected type Discrete or Box, got {kind!r}")
+
+
+def spaces_equal(a: spaces.Space, b: spaces.Space) -> bool:
+    """Equality through the JSON form, so float bounds and dtypes compare the same way everywhere."""
+    return space_to_json(a) == space_to_json(b)
+
+
+def _finite_list(values: np.ndarray) -> list:
+    # JSON has no inf; encode as strings that float() reads back.
+    return [v if np.isfinite(v) else str(v) for v in np.asarray(values, dtype=np.float64).ravel().tolist()]
+
+
+class ActionCodec:
+    """Maps env actions to the vectors the world model consumes, in torch.
+
+    Discrete actions become one-hot vectors; Box actions are rescaled to [-1, 1].
+    """
+
+    def __init__(self, action_space: spaces.Space):
+        self.space = action_space
+        if isinstance(action_space, spaces.Discrete):
+            self.dim = int(action_space.n)
+            self._start = int(action_space.start)
+        else:
+            self.dim = int(np.prod(action_space.shape))
+            self._low = torch.as_tensor(action_space.low.ravel(), dtype=torch.float32)
+            self._high = torch.as_tensor(action_space.high.ravel(), dtype=torch.float32)
+
+    @property
+    def discrete(self) -> bool:
+        return isinstance(self.space, spaces.Discrete)
+
+    def encode(self, actions: torch.Tensor) -> torch.Tensor:
+        """(B, ...) env actions -> (B, dim) float vectors."""
+        if self.discrete:
+            index = actions.reshape(actions.shape[0]).long() - self._start
+            return torch.nn.functional.one_hot(index, self.dim).float()
+        low, high = self._low.to(actions.device), self._high.to(actions.device)
+        flat = actions.reshape(actions.shape[0], self.dim).float().clamp(low, high)
+        return 2.0 * (flat - low) / (high - low) - 1.0
+
+    def check(self, action: Any) -> np.ndarray:
+        """Validate one env action, returning it as an array; GenrlError says what was wrong."""
+        arr = np.asarray(action)
+        if self.discrete:
+            if arr.size != 1 or not np.issubdtype(arr.dtype, np.integer) and not _is_whole(arr):
+                raise GenrlError(
+                    f"invalid action: expected an integer in {self.space}, got {action!r}"
+                )
+            if not self.space.contains(int(arr.reshape(()))):
+                raise GenrlError(f"invalid action: expected an integer in {self.space}, got {action!r}")
+            return arr.reshape(()).astype(np.int64)
+        if arr.shape != self.space.shape:
+            raise GenrlError(
+                f"invalid action: expected shape {self.space.shape}, got shape {arr.shape} ({action!r})"
+            )
+        if not np.issubdtype(arr.dtype, np.number) or not np.all(np.isfinite(arr)):
+            raise GenrlError(f"invalid action: expected finite numbers, got {action!r}")
+        return arr.astype(np.float32)
+
+
+def _is_whole(arr: np.ndarray) -> bool:
+    return np.issubdtype(arr.dtype, np.floating) and bool(np.all(arr == np.round(arr)))

@@ -1,0 +1,334 @@
+"""WorldModel: an observation VAE plus an autoregressive latent dynamics model (MDN-RNN).
+
+The model only predicts: ``encode`` an observation, ``step`` a batch of latent states under a
+batch of actions, ``decode`` a latent. Resetting and episode bookkeeping live in the dream envs.
+
+One transition, for a batch::
+
+    z_t = encode(o_t)                                  VAE mean
+    h_{t+1} = GRU([z_t, onehot_or_scaled(a_t)], h_t)
+    z_{t+1} ~ z_t + MDN(h_{t+1})                       K-component Gaussian mixture, temperature tau
+    r_t = reward_head(h_{t+1}, z_{t+1});  done_t = termination_head(h_{t+1}, z_{t+1}) > 0
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+from torch.nn import functional as F
+
+from genrl.dataset import RolloutDataset
+from genrl.errors import GenrlError
+from genrl.fileio import atomic_write, check_format, read_json, write_json
+from genrl.networks import MixtureDensityHead, build_vae, mixture_nll, mixture_sample, mixture_std, mlp
+from genrl.progress import progress_bar
+from genrl.spaces import ActionCodec, check_supported, space_from_json, space_to_json, spaces_equal
+
+FORMAT = "genrl.world_model"
+VERSION = 1
+MAX_START_STATES = 10_000
+
+
+@dataclass
+class WorldModelConfig:
+    """Sizes and training settings. ``latent_dim=None`` picks twice the observation size (8 to 64)."""
+
+    latent_dim: int | None = None
+    hidden_dim: int = 128
+    rnn_dim: int = 128
+    num_mixtures: int = 5
+    kl_weight: float = 1e-3
+    learning_rate: float = 1e-3
+    batch_size: int = 32
+    seq_len: int = 32
+    fit_steps: int = 1000
+    grad_clip: float = 10.0
+    val_every: int = 10  # every val_every-th episode is held out from training
+    seed: int = 0
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> WorldModelConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise GenrlError(f"unknown world model settings {unknown}; expected some of {sorted(names)}")
+        return cls(**data)
+
+
+class StepOutput(NamedTuple):
+    z: torch.Tensor  # (B, latent_dim) next latent
+    h: torch.Tensor  # (B, rnn_dim) next recurrent state
+    reward: torch.Tensor  # (B,)
+    terminated: torch.Tensor  # (B,) bool
+    uncertainty: torch.Tensor  # (B,) predictive std of the next latent
+
+
+class WorldModel(nn.Module):
+    """A generative model of an environment with the given spaces.
+
+    :param observation_space: a Box (vector observations)
+    :param action_space: Discrete or bounded Box
+    :param config: a :class:`WorldModelConfig`, a dict of its fields, or None for defaults
+    :param overrides: individual config fields, e.g. ``latent_dim=16``
+    """
+
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Space,
+        config: WorldModelConfig | dict | None = None,
+        **overrides: Any,
+    ):
+        super().__init__()
+        check_supported(observation_space, action_space)
+        if isinstance(config, dict) or config is None:
+            config = WorldModelConfig.from_dict({**(config or {}), **overrides})
+        elif overrides:
+            config = dataclasses.replace(config, **overrides)
+        obs_shape = tuple(observation_space.shape)
+        if config.latent_dim is None:
+            config = dataclasses.replace(config, latent_dim=int(np.clip(2 * np.prod(obs_shape), 8, 64)))
+        self.config = config
+        self.observation_space, self.action_space = observation_space, action_space
+        self.actions = ActionCodec(action_space)
+        c = config
+        self.encoder, self.decoder = build_vae(obs_shape, c.latent_dim, c.hidden_dim)
+        self.rnn_in = nn.Sequential(nn.Linear(c.latent_dim + self.actions.dim, c.rnn_dim), nn.SiLU())
+        self.rnn = nn.GRU(c.rnn_dim, c.rnn_dim, batch_first=True)
+        self.mdn = MixtureDensityHead(c.rnn_dim, c.latent_dim, c.num_mixtures, c.hidden_dim)
+        self.reward_head = mlp(c.rnn_dim + c.latent_dim, c.hidden_dim, 1, layers=1)
+        self.termination_head = mlp(c.rnn_dim + c.latent_dim, c.hidden_dim, 1, layers=1)
+        self.register_buffer("obs_mean", torch.zeros(obs_shape))
+        self.register_buffer("obs_std", torch.ones(obs_shape))
+        self.register_buffer("reward_mean", torch.zeros(()))
+        self.register_buffer("reward_std", torch.ones(()))
+        self.register_buffer("start_states", torch.zeros((0, *obs_shape)))
+        self.register_buffer("trained_steps", torch.zeros((), dtype=torch.long))
+        low, high = observation_space.low, observation_space.high
+        self.register_buffer("_obs_low", torch.as_tensor(np.where(np.isfinite(low), low, -np.inf), dtype=torch.float32))
+        self.register_buffer("_obs_high", torch.as_tensor(np.where(np.isfinite(high), high, np.inf), dtype=torch.float32))
+        self._optimizer: torch.optim.Optimizer | None = None
+
+    @property
+    def device(self) -> torch.device:
+        return self.obs_mean.device
+
+    # ---- prediction --------------------------------------------------------------------------
+
+    def encode(self, obs: torch.Tensor) -> torch.Tensor:
+        """Observations (B, *obs_shape) -> latent means (B, latent_dim)."""
+        return self.encoder((obs.float() - self.obs_mean) / self.obs_std)[0]
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Latents (B, latent_dim) -> observations, clipped to the observation space."""
+        obs = self.decoder(z) * self.obs_std + self.obs_mean
+        return torch.maximum(torch.minimum(obs, self._obs_high), self._obs_low)
+
+    def initial_state(self, batch_size: int) -> torch.Tensor:
+        """The recurrent state a dream starts from: zeros (B, rnn_dim)."""
+        return torch.zeros(batch_size, self.config.rnn_dim, device=self.device)
+
+    def step(
+        self,
+        z: torch.Tensor,
+        h: torch.Tensor,
+        action: torch.Tensor,
+        temperature: float = 1.0,
+        generator: torch.Generator | None = None,
+    ) -> StepOutput:
+        """Sample one transition for a batch. ``action`` holds env actions (indices or Box values)."""
+        x = self.rnn_in(torch.cat([z, self.actions.encode(action)], dim=-1))
+        h = self.rnn(x.unsqueeze(1), h.unsqueeze(0))[1].squeeze(0)
+        logits, mean, log_std = self.mdn(h, z)
+        z_next = mixture_sample(logits, mean, log_std, temperature, generator)
+        feat = torch.cat([h, z_next], dim=-1)
+        reward = self.reward_head(feat).squeeze(-1) * self.reward_std + self.reward_mean
+        terminated = self.termination_head(feat).squeeze(-1) > 0
+        return StepOutput(z_next, h, reward, terminated, mixture_std(logits, mean, log_std))
+
+    # ---- training ----------------------------------------------------------------------------
+
+    def losses(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Per-head losses on a batch of sequences from :meth:`RolloutDataset.sample_sequences`."""
+        obs = (batch["obs"] - self.obs_mean) / self.obs_std  # (B, L+1, ...)
+        mask = batch["mask"].float()  # (B, L)
+        obs_mask = torch.cat([torch.ones_like(mask[:, :1]), mask], dim=1)
+        mean, logvar = self.encoder(obs)
+        z = mean + torch.randn_like(mean) * (0.5 * logvar).exp()
+        recon = (self.decoder(z) - obs).pow(2).flatten(2).mean(-1)
+        kl = 0.5 * (mean.pow(2) + logvar.exp() - 1 - logvar).sum(-1)
+        # The dynamics learns on the encoder's means; gradients stop so it cannot reshape the latent.
+        zt = mean.detach()
+        x = self.rnn_in(torch.cat([zt[:, :-1], self.actions.encode(batch["action"].flatten(0, 1)).unflatten(0, mask.shape)], -1))
+        h = self.rnn(x)[0]
+        logits, mu, log_std = self.mdn(h, zt[:, :-1])
+        nll = mixture_nll(logits, mu, log_std, zt[:, 1:]) / self.config.latent_dim
+        feat = torch.cat([h, zt[:, 1:]], dim=-1)
+        reward_target = (batch["reward"] - self.reward_mean) / self.reward_std
+        reward = (self.reward_head(feat).squeeze(-1) - reward_target).pow(2)
+        term = F.binary_cross_entropy_with_logits(
+            self.termination_head(feat).squeeze(-1), batch["terminated"].float(), reduction="none"
+        )
+
+        def avg(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+            return (x * m).sum() / m.sum().clamp_min(1.0)
+
+        return {
+            "reconstruction": avg(recon, obs_mask),
+            "kl": avg(kl, obs_mask),
+            "dynamics_nll": avg(nll, mask),
+            "reward": avg(reward, mask),
+            "termination": avg(term, mask),
+        }
+
+    def _total(self, losses: dict[str, torch.Tensor]) -> torch.Tensor:
+        return sum(v * (self.config.kl_weight if k == "kl" else 1.0) for k, v in losses.items())
+
+    def fit(
+        self,
+        dataset: RolloutDataset,
+        steps: int | None = None,
+        writer: Any | None = None,
+        progress: bool = True,
+    ) -> dict[str, float]:
+        """Train on sequences from ``dataset``; returns held-out losses per head.
+
+        Every ``val_every``-th episode is held out. Normalisation statistics and start states are
+        taken from the data on the first fit. Repeated calls continue training (the optimizer's
+        state is kept), so refitting on a grown dataset is cheap.
+
+        :param writer: a ``torch.utils.tensorboard.SummaryWriter`` for ``world_model/*`` scalars
+        """
+        self._check_dataset(dataset)
+        steps = int(steps if steps is not None else self.config.fit_steps)
+        c = self.config
+        val_idx = [i for i in range(len(dataset)) if i % c.val_every == c.val_every - 1]
+        train = dataset.subset([i for i in range(len(dataset)) if i not in set(val_idx)]) if val_idx else dataset
+        if int(self.trained_steps) == 0:
+            self._set_statistics(train)
+        self.set_start_states(dataset.start_states())
+        if self._optimizer is None:
+            self._optimizer = torch.optim.Adam(self.parameters(), lr=c.learning_rate)
+        rng = np.random.default_rng(c.seed + int(self.trained_steps))
+        self.train()
+        with progress_bar(total=steps, desc="fit world model", unit="step", disable=not progress) as bar:
+            for _ in range(steps):
+                losses = self.losses(self._to_torch(train.sample_sequences(c.batch_size, c.seq_len, rng)))
+                total = self._total(losses)
+                self._optimizer.zero_grad(set_to_none=True)
+                total.backward()
+                nn.utils.clip_grad_norm_(self.parameters(), c.grad_clip)
+                self._optimizer.step()
+                self.trained_steps += 1
+                step = int(self.trained_steps)
+                if writer is not None and step % 50 == 0:
+                    for k, v in losses.items():
+                        writer.add_scalar(f"world_model/train/{k}", float(v.detach()), step)
+                    writer.add_scalar("world_model/train/total", float(total.detach()), step)
+                bar.update(1)
+                bar.set_postfix(loss=f"{total.item():.3f}", refresh=False)
+        self.eval()
+        metrics = self.evaluate_losses(dataset.subset(val_idx) if val_idx else train, rng)
+        if writer is not None:
+            for k, v in metrics.items():
+                writer.add_scalar(f"world_model/val/{k}", v, int(self.trained_steps))
+        return metrics
+
+    @torch.no_grad()
+    def evaluate_losses(self, dataset: RolloutDataset, rng: np.random.Generator, batches: int = 8) -> dict[str, float]:
+        """Mean per-head losses on sequences sampled from ``dataset``."""
+        c = self.config
+        totals: dict[str, float] = {}
+        for _ in range(batches):
+            for k, v in self.losses(self._to_torch(dataset.sample_sequences(c.batch_size, c.seq_len, rng))).items():
+                totals[k] = totals.get(k, 0.0) + float(v) / batches
+        return totals
+
+    def _check_dataset(self, dataset: RolloutDataset) -> None:
+        dataset.check_spaces(self.observation_space, self.action_space)
+        if dataset.num_steps == 0:
+            raise GenrlError("the dataset is empty: expected at least one episode to fit on")
+
+    def _set_statistics(self, dataset: RolloutDataset) -> None:
+        obs = torch.as_tensor(dataset.all_states())
+        rewards = torch.as_tensor(np.concatenate([ep["reward"] for ep in dataset.episodes]))
+        self.obs_mean.copy_(obs.mean(0))
+        self.obs_std.copy_(obs.std(0).nan_to_num(1.0).clamp_min(1e-3))
+        self.reward_mean.copy_(rewards.mean())
+        self.reward_std.copy_(rewards.std().nan_to_num(1.0).clamp_min(1e-3))
+
+    def set_start_states(self, states: np.ndarray) -> None:
+        """Real observations dreams may start from; kept with the model when it is saved."""
+        states = np.asarray(states, dtype=np.float32)
+        if len(states) > MAX_START_STATES:
+            states = states[np.random.default_rng(0).choice(len(states), MAX_START_STATES, replace=False)]
+        self.start_states = torch.as_tensor(states, device=self.device)
+
+    def _to_torch(self, batch: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+        return {k: torch.as_tensor(v, device=self.device) for k, v in batch.items()}
+
+    # ---- files -------------------------------------------------------------------------------
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write ``model.json`` (format, config, spaces) and ``weights.safetensors`` into a folder."""
+        path = Path(path)
+        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
+        atomic_write(path / "weights.safetensors", lambda tmp: save_file(state, tmp))
+        write_json(
+            path / "model.json",
+            {
+                "format": FORMAT,
+                "version": VERSION,
+                "config": dataclasses.asdict(self.config),
+                "observation_space": space_to_json(self.observation_space),
+                "action_space": space_to_json(self.action_space),
+            },
+        )
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> WorldModel:
+        """Load a saved model folder. Reads JSON and safetensors only: no code is executed."""
+        path = Path(path)
+        meta = read_json(path / "model.json", "a genrl world model (model.json)")
+        check_format(meta, FORMAT, VERSION, path / "model.json")
+        if not isinstance(meta.get("config"), dict):
+            raise GenrlError(f"{path / 'model.json'}: expected a config object, got {meta.get('config')!r}")
+        model = cls(
+            space_from_json(meta.get("observation_space", {})),
+            space_from_json(meta.get("action_space", {})),
+            WorldModelConfig.from_dict(meta["config"]),
+        )
+        weights = path / "weights.safetensors"
+        if not weights.is_file():
+            raise GenrlError(f"expected model weights at {weights}, found no such file")
+        try:
+            state = load_file(str(weights))
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise GenrlError(f"{weights}: expected a safetensors file, got an unreadable one ({exc})") from None
+        model.start_states = state.get("start_states", model.start_states)
+        try:
+            model.load_state_dict(state, strict=True)
+        except RuntimeError as exc:
+            lines = str(exc).strip().splitlines()
+            first = lines[1].strip() if len(lines) > 1 else lines[0]
+            raise GenrlError(f"{weights}: weights do not match the model described in model.json ({first})") from None
+        return model.to(device).eval()
+
+    def check_env_spaces(self, observation_space: spaces.Space, action_space: spaces.Space) -> None:
+        """Raise GenrlError if a real env's spaces differ from the ones the model was built for."""
+        for name, mine, theirs in (
+            ("observation", self.observation_space, observation_space),
+            ("action", self.action_space, action_space),
+        ):
+            if not spaces_equal(mine, theirs):
+                raise GenrlError(f"{name} space mismatch: model has {mine}, env has {theirs}")
