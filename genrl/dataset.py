@@ -9,7 +9,7 @@ On-disk schema (version 1), one folder per dataset::
         action      (T, *action_shape)          int64 for Discrete, float32 for Box
         reward      (T,) float32                reward[t] for the transition obs[t] -> obs[t+1]
         terminated  (T,) bool                   only the last step may be True
-        truncated   (T,) bool                   only the last step may be True (time limit, or collection stopped)
+        truncated   (T,) bool                   last step only (time limit or collection stopped)
 
 Files are numpy ``.npz`` archives read with ``allow_pickle=False``, so loading never runs code.
 """
@@ -117,7 +117,13 @@ class RolloutDataset:
     ) -> None:
         """Append one episode (validated), writing it to disk atomically if the dataset has a path."""
         episode = self._validate(
-            {"obs": obs, "action": action, "reward": reward, "terminated": terminated, "truncated": truncated},
+            {
+                "obs": obs,
+                "action": action,
+                "reward": reward,
+                "terminated": terminated,
+                "truncated": truncated,
+            },
             source="add_episode",
         )
         if self.path is not None:
@@ -200,7 +206,9 @@ class RolloutDataset:
             }
         return self._flat
 
-    def sample_sequences(self, batch_size: int, length: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    def sample_sequences(
+        self, batch_size: int, length: int, rng: np.random.Generator
+    ) -> dict[str, np.ndarray]:
         """Windows of ``length`` steps starting at uniformly drawn transitions.
 
         Returns ``obs`` (B, L+1, ...), ``action`` (B, L, ...), ``reward``, ``terminated`` and

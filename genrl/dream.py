@@ -94,10 +94,14 @@ class DreamBatch:
             return torch.as_tensor(states, device=self.model.device)
         if len(self.model.start_states):
             return self.model.start_states
-        raise GenrlError("no start states: expected a dataset, or a model fitted on one, to start dreams from")
+        raise GenrlError(
+            "no start states: expected a dataset, or a model fitted on one, to start dreams from"
+        )
 
     @torch.inference_mode()
-    def reset(self, index: torch.Tensor | None = None, initial_obs: torch.Tensor | None = None) -> torch.Tensor:
+    def reset(
+        self, index: torch.Tensor | None = None, initial_obs: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Restart the dreams in ``index`` (all if None) and return their observations."""
         index = torch.arange(self.n, device=self.model.device) if index is None else index
         if initial_obs is None:
@@ -135,5 +139,7 @@ def render_bars(obs: np.ndarray, scale: np.ndarray, size: int = 200) -> np.ndarr
     image[mid, :] = 0
     for i, v in enumerate(values):
         top, bottom = sorted((mid, int(mid - v * (mid - 1))))
-        image[top : bottom + 1, i * width + 1 : (i + 1) * width - 1] = (40, 90, 200) if v >= 0 else (200, 70, 40)
+        image[top : bottom + 1, i * width + 1 : (i + 1) * width - 1] = (
+            (40, 90, 200) if v >= 0 else (200, 70, 40)
+        )
     return image

@@ -71,7 +71,9 @@ class DreamEnv(gym.Env):
     def render(self) -> np.ndarray | None:
         if self.render_mode != "rgb_array" or self._obs is None:
             return None
-        scale = self.model.obs_std.cpu().numpy() if self.dream.obs_mode == "decoded" else np.ones_like(self._obs)
+        scale = (
+            self.model.obs_std.cpu().numpy() if self.dream.obs_mode == "decoded" else np.ones_like(self._obs)
+        )
         center = self.model.obs_mean.cpu().numpy() if self.dream.obs_mode == "decoded" else 0.0
         return render_bars(self._obs - center, scale)
 

@@ -95,12 +95,16 @@ class DreamVecEnv(VecEnv):
     def set_attr(self, attr_name: str, value: Any, indices: VecEnvIndices = None) -> None:
         # All dreams share one batch, so settings apply to every env or to none.
         if len(list(self._get_indices(indices))) != self.num_envs:
-            raise GenrlError(f"set_attr({attr_name!r}): dreams share settings, expected indices=None (all envs)")
+            raise GenrlError(
+                f"set_attr({attr_name!r}): dreams share settings, expected indices=None (all envs)"
+            )
         if not hasattr(self.dream, attr_name):
             raise GenrlError(f"set_attr: dreams have no setting {attr_name!r}")
         setattr(self.dream, attr_name, value)
 
-    def env_method(self, method_name: str, *method_args, indices: VecEnvIndices = None, **method_kwargs) -> list:
+    def env_method(
+        self, method_name: str, *method_args, indices: VecEnvIndices = None, **method_kwargs
+    ) -> list:
         if method_name == "render":
             return [self._render(i) for i in self._get_indices(indices)]
         method = getattr(self.dream, method_name, None)
@@ -117,7 +121,11 @@ class DreamVecEnv(VecEnv):
     # ---- helpers -----------------------------------------------------------------------------
 
     def _render(self, i: int) -> np.ndarray:
-        obs = self._last_obs[i] if getattr(self, "_last_obs", None) is not None else np.zeros(self.observation_space.shape)
+        obs = (
+            self._last_obs[i]
+            if getattr(self, "_last_obs", None) is not None
+            else np.zeros(self.observation_space.shape)
+        )
         if self.dream.obs_mode == "decoded":
             return render_bars(obs - self.model.obs_mean.cpu().numpy(), self.model.obs_std.cpu().numpy())
         return render_bars(obs, np.ones_like(obs))

@@ -18,7 +18,7 @@ from genrl.errors import GenrlError
 def mlp(inp: int, hidden: int, out: int, layers: int = 2) -> nn.Sequential:
     dims = [inp] + [hidden] * layers
     blocks: list[nn.Module] = []
-    for a, b in zip(dims[:-1], dims[1:]):
+    for a, b in zip(dims[:-1], dims[1:], strict=True):
         blocks += [nn.Linear(a, b), nn.SiLU()]
     return nn.Sequential(*blocks, nn.Linear(dims[-1], out))
 
@@ -51,7 +51,9 @@ class MLPDecoder(nn.Module):
 def build_vae(obs_shape: tuple[int, ...], latent_dim: int, hidden: int) -> tuple[nn.Module, nn.Module]:
     """Encoder and decoder for an observation shape."""
     if len(obs_shape) == 3:
-        raise GenrlError(f"image observations {obs_shape} are not supported yet: expected a vector observation")
+        raise GenrlError(
+            f"image observations {obs_shape} are not supported yet: expected a vector observation"
+        )
     return MLPEncoder(obs_shape, latent_dim, hidden), MLPDecoder(latent_dim, obs_shape, hidden)
 
 

@@ -17,13 +17,9 @@ from genrl.errors import GenrlError
 def check_supported(observation_space: spaces.Space, action_space: spaces.Space) -> None:
     """Raise GenrlError unless observations are a Box and actions a Discrete or Box."""
     if not isinstance(observation_space, spaces.Box):
-        raise GenrlError(
-            f"unsupported observation space: expected a Box, got {observation_space!r}"
-        )
+        raise GenrlError(f"unsupported observation space: expected a Box, got {observation_space!r}")
     if not isinstance(action_space, (spaces.Discrete, spaces.Box)):
-        raise GenrlError(
-            f"unsupported action space: expected Discrete or Box, got {action_space!r}"
-        )
+        raise GenrlError(f"unsupported action space: expected Discrete or Box, got {action_space!r}")
     if isinstance(action_space, spaces.Box) and not np.all(
         np.isfinite(action_space.low) & np.isfinite(action_space.high)
     ):
@@ -106,9 +102,7 @@ class ActionCodec:
         arr = np.asarray(action)
         if self.discrete:
             if arr.size != 1 or not np.issubdtype(arr.dtype, np.integer) and not _is_whole(arr):
-                raise GenrlError(
-                    f"invalid action: expected an integer in {self.space}, got {action!r}"
-                )
+                raise GenrlError(f"invalid action: expected an integer in {self.space}, got {action!r}")
             if not self.space.contains(int(arr.reshape(()))):
                 raise GenrlError(f"invalid action: expected an integer in {self.space}, got {action!r}")
             return arr.reshape(()).astype(np.int64)

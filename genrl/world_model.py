@@ -115,8 +115,12 @@ class WorldModel(nn.Module):
         self.register_buffer("start_states", torch.zeros((0, *obs_shape)))
         self.register_buffer("trained_steps", torch.zeros((), dtype=torch.long))
         low, high = observation_space.low, observation_space.high
-        self.register_buffer("_obs_low", torch.as_tensor(np.where(np.isfinite(low), low, -np.inf), dtype=torch.float32))
-        self.register_buffer("_obs_high", torch.as_tensor(np.where(np.isfinite(high), high, np.inf), dtype=torch.float32))
+        self.register_buffer(
+            "_obs_low", torch.as_tensor(np.where(np.isfinite(low), low, -np.inf), dtype=torch.float32)
+        )
+        self.register_buffer(
+            "_obs_high", torch.as_tensor(np.where(np.isfinite(high), high, np.inf), dtype=torch.float32)
+        )
         self._optimizer: torch.optim.Optimizer | None = None
 
     @property
@@ -169,7 +173,11 @@ class WorldModel(nn.Module):
         kl = 0.5 * (mean.pow(2) + logvar.exp() - 1 - logvar).sum(-1)
         # The dynamics learns on the encoder's means; gradients stop so it cannot reshape the latent.
         zt = mean.detach()
-        x = self.rnn_in(torch.cat([zt[:, :-1], self.actions.encode(batch["action"].flatten(0, 1)).unflatten(0, mask.shape)], -1))
+        x = self.rnn_in(
+            torch.cat(
+                [zt[:, :-1], self.actions.encode(batch["action"].flatten(0, 1)).unflatten(0, mask.shape)], -1
+            )
+        )
         h = self.rnn(x)[0]
         logits, mu, log_std = self.mdn(h, zt[:, :-1])
         nll = mixture_nll(logits, mu, log_std, zt[:, 1:]) / self.config.latent_dim
@@ -213,7 +221,9 @@ class WorldModel(nn.Module):
         steps = int(steps if steps is not None else self.config.fit_steps)
         c = self.config
         val_idx = [i for i in range(len(dataset)) if i % c.val_every == c.val_every - 1]
-        train = dataset.subset([i for i in range(len(dataset)) if i not in set(val_idx)]) if val_idx else dataset
+        train = (
+            dataset.subset([i for i in range(len(dataset)) if i not in set(val_idx)]) if val_idx else dataset
+        )
         if int(self.trained_steps) == 0:
             self._set_statistics(train)
         self.set_start_states(dataset.start_states())
@@ -245,12 +255,16 @@ class WorldModel(nn.Module):
         return metrics
 
     @torch.no_grad()
-    def evaluate_losses(self, dataset: RolloutDataset, rng: np.random.Generator, batches: int = 8) -> dict[str, float]:
+    def evaluate_losses(
+        self, dataset: RolloutDataset, rng: np.random.Generator, batches: int = 8
+    ) -> dict[str, float]:
         """Mean per-head losses on sequences sampled from ``dataset``."""
         c = self.config
         totals: dict[str, float] = {}
         for _ in range(batches):
-            for k, v in self.losses(self._to_torch(dataset.sample_sequences(c.batch_size, c.seq_len, rng))).items():
+            for k, v in self.losses(
+                self._to_torch(dataset.sample_sequences(c.batch_size, c.seq_len, rng))
+            ).items():
                 totals[k] = totals.get(k, 0.0) + float(v) / batches
         return totals
 
@@ -314,14 +328,18 @@ class WorldModel(nn.Module):
         try:
             state = load_file(str(weights))
         except (SafetensorError, OSError, ValueError) as exc:
-            raise GenrlError(f"{weights}: expected a safetensors file, got an unreadable one ({exc})") from None
+            raise GenrlError(
+                f"{weights}: expected a safetensors file, got an unreadable one ({exc})"
+            ) from None
         model.start_states = state.get("start_states", model.start_states)
         try:
             model.load_state_dict(state, strict=True)
         except RuntimeError as exc:
             lines = str(exc).strip().splitlines()
             first = lines[1].strip() if len(lines) > 1 else lines[0]
-            raise GenrlError(f"{weights}: weights do not match the model described in model.json ({first})") from None
+            raise GenrlError(
+                f"{weights}: weights do not match the model described in model.json ({first})"
+            ) from None
         return model.to(device).eval()
 
     def check_env_spaces(self, observation_space: spaces.Space, action_space: spaces.Space) -> None:

@@ -1,0 +1,37 @@
+# Two commands for users: `make demo` and `make test`. Both set up .venv first.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# CPU machines get the small CPU build of torch; with an NVIDIA driver present, a CUDA build.
+TORCH  ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo "torch>=2.2" || echo "torch==2.13.0")
+
+.PHONY: setup demo test lint format bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install --quiet "$(TORCH)"
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $@
+
+demo: setup
+	$(BIN)/genrl train cartpole --run-dir runs/demo-cartpole
+
+lint: setup
+	$(BIN)/ruff check genrl tests examples benchmarks
+	$(BIN)/ruff format --check genrl tests examples benchmarks
+
+format: setup
+	$(BIN)/ruff format genrl tests examples benchmarks
+	$(BIN)/ruff check --fix genrl tests examples benchmarks
+
+test: lint
+	$(BIN)/python -m pytest -q tests
+
+bench: setup
+	$(BIN)/python benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .ruff_cache

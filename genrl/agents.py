@@ -1,0 +1,67 @@
+"""Stable-baselines3 agents by name, built from ``agents/*.yaml`` presets.
+
+genrl never vendors an agent: these are SB3's own classes, unmodified.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from safetensors.torch import load_file, save_file
+from stable_baselines3 import A2C, DQN, PPO, SAC, TD3
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.utils import LinearSchedule
+from stable_baselines3.common.vec_env import VecEnv
+
+from genrl.errors import GenrlError
+from genrl.fileio import atomic_write
+from genrl.presets import load_preset
+
+ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "a2c": A2C, "dqn": DQN, "sac": SAC, "td3": TD3}
+
+
+def agent_preset(agent: str | dict[str, Any]) -> dict[str, Any]:
+    """An agent preset as a dict: ``{"algorithm": "ppo", "policy": ..., "hyperparameters": {...}}``."""
+    preset = dict(agent) if isinstance(agent, dict) else load_preset("agents", agent)
+    algo = str(preset.get("algorithm", "")).lower()
+    if algo not in ALGORITHMS:
+        raise GenrlError(
+            f"unknown algorithm {preset.get('algorithm')!r}: expected one of {sorted(ALGORITHMS)}"
+        )
+    preset["algorithm"] = algo
+    return preset
+
+
+def make_agent(
+    preset: dict[str, Any], env: VecEnv, seed: int | None = None, **overrides: Any
+) -> BaseAlgorithm:
+    """Build the preset's SB3 algorithm on ``env``; ``lin_X`` values become linear schedules from X to 0."""
+    preset = agent_preset(preset)
+    cls = ALGORITHMS[preset["algorithm"]]
+    kwargs = {k: _schedule(v) for k, v in {**preset.get("hyperparameters", {}), **overrides}.items()}
+    try:
+        return cls(preset.get("policy", "MlpPolicy"), env, seed=seed, verbose=0, **kwargs)
+    except (TypeError, AssertionError, ValueError) as exc:
+        raise GenrlError(f"cannot build {cls.__name__} from preset: {exc}") from None
+
+
+def _schedule(value: Any) -> Any:
+    if isinstance(value, str) and value.startswith("lin_"):
+        return LinearSchedule(float(value[4:]), 0.0, 1.0)
+    return value
+
+
+def save_policy(agent: BaseAlgorithm, path: str | Path) -> None:
+    """Policy weights as safetensors: a file that loads without executing code (unlike a pickle)."""
+    state = {k: v.detach().cpu().contiguous() for k, v in agent.policy.state_dict().items()}
+    atomic_write(path, lambda tmp: save_file(state, tmp))
+
+
+def load_policy(agent: BaseAlgorithm, path: str | Path) -> BaseAlgorithm:
+    """Load weights written by :func:`save_policy` into an agent built from the same preset."""
+    try:
+        agent.policy.load_state_dict(load_file(str(path), device=str(agent.device)))
+    except Exception as exc:  # safetensors and torch raise several types for a foreign file
+        raise GenrlError(f"{path}: expected policy weights matching the agent preset ({exc})") from None
+    return agent
