@@ -8,9 +8,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from safetensors.torch import load_file, save_file
 from stable_baselines3 import A2C, DQN, PPO, SAC, TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.noise import NormalActionNoise
 from stable_baselines3.common.utils import LinearSchedule
 from stable_baselines3.common.vec_env import VecEnv
 
@@ -40,6 +42,8 @@ def make_agent(
     preset = agent_preset(preset)
     cls = ALGORITHMS[preset["algorithm"]]
     kwargs = {k: _schedule(v) for k, v in {**preset.get("hyperparameters", {}), **overrides}.items()}
+    if "action_noise" in kwargs:
+        kwargs["action_noise"] = _action_noise(kwargs["action_noise"], env)
     try:
         return cls(preset.get("policy", "MlpPolicy"), env, seed=seed, verbose=0, **kwargs)
     except (TypeError, AssertionError, ValueError) as exc:
@@ -50,6 +54,14 @@ def _schedule(value: Any) -> Any:
     if isinstance(value, str) and value.startswith("lin_"):
         return LinearSchedule(float(value[4:]), 0.0, 1.0)
     return value
+
+
+def _action_noise(spec: Any, env: VecEnv) -> NormalActionNoise:
+    """``{type: normal, sigma: s}`` -> Gaussian noise of std ``s`` times the half-range of each action."""
+    if not isinstance(spec, dict) or spec.get("type") != "normal":
+        raise GenrlError(f"action_noise: expected {{type: normal, sigma: <float>}}, got {spec!r}")
+    half_range = (env.action_space.high - env.action_space.low) / 2.0
+    return NormalActionNoise(np.zeros_like(half_range), float(spec.get("sigma", 0.1)) * half_range)
 
 
 def save_policy(agent: BaseAlgorithm, path: str | Path) -> None:

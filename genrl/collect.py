@@ -21,8 +21,10 @@ def make_env(env_id: str, **kwargs: Any) -> gym.Env:
     """gym.make with a one-line GenrlError for an unknown id."""
     try:
         return gym.make(env_id, **kwargs)
-    except gym.error.Error as exc:
+    except (gym.error.NameNotFound, gym.error.NamespaceNotFound, gym.error.VersionNotFound) as exc:
         raise GenrlError(f"unknown environment {env_id!r}: {exc}") from None
+    except gym.error.Error as exc:
+        raise GenrlError(f"cannot make environment {env_id!r}: {exc}") from None
 
 
 def collect(

@@ -26,7 +26,7 @@ from gymnasium import spaces
 
 from genrl.errors import GenrlError
 from genrl.fileio import atomic_write, check_format, read_json, write_json
-from genrl.spaces import check_supported, space_from_json, space_to_json, spaces_equal
+from genrl.spaces import ActionCodec, check_supported, space_from_json, space_to_json, spaces_equal
 
 FORMAT = "genrl.rollouts"
 VERSION = 1
@@ -157,6 +157,12 @@ class RolloutDataset:
         act_shape = (steps,) if discrete else (steps, *self.action_space.shape)
         if action.shape != act_shape:
             raise GenrlError(f"{source}: expected action of shape {act_shape}, got {action.shape}")
+        if discrete:
+            # Casting would turn 0.7 into 0 and keep 5 for Discrete(3), failing later inside the model.
+            try:
+                ActionCodec(self.action_space).check_batch(action)
+            except GenrlError as exc:
+                raise GenrlError(f"{source}: {exc}") from None
         action = action.astype(np.int64 if discrete else np.float32)
         out = {"obs": obs, "action": action}
         for key, dtype in (("reward", np.float32), ("terminated", bool), ("truncated", bool)):

@@ -58,10 +58,12 @@ class DreamVecEnv(VecEnv):
     def step_async(self, actions: np.ndarray) -> None:
         actions = np.asarray(actions)
         expected = (self.num_envs,) if self._discrete else (self.num_envs, *self.action_space.shape)
-        if actions.shape != expected and actions.size == int(np.prod(expected)):
+        # Accept e.g. a column (n_envs, 1) of discrete actions, but never regroup actions across envs.
+        if actions.shape[:1] == expected[:1] and actions.size == int(np.prod(expected)):
             actions = actions.reshape(expected)
         if actions.shape != expected:
             raise GenrlError(f"actions: expected shape {expected}, got {actions.shape}")
+        self.model.actions.check_batch(actions)
         self._actions = torch.as_tensor(actions)
 
     def step_wait(self) -> VecEnvStepReturn:

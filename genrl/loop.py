@@ -25,7 +25,7 @@ from genrl.dataset import RolloutDataset
 from genrl.dream_vec_env import DreamVecEnv
 from genrl.errors import GenrlError
 from genrl.fileio import write_json
-from genrl.presets import find_env_preset, load_preset
+from genrl.presets import available, find_env_preset, load_preset
 from genrl.world_model import WorldModel
 
 
@@ -103,7 +103,12 @@ def resolve_config(env: str, **overrides: Any) -> TrainConfig:
             try:
                 preset = load_preset("envs", env)
             except GenrlError:
-                make_env(env).close()  # raises a clear error for an unknown id
+                try:
+                    make_env(env).close()
+                except GenrlError as exc:
+                    raise GenrlError(
+                        f"{exc}; expected a Gymnasium id or an env preset, one of {available('envs')}"
+                    ) from None
                 preset = {"id": env}
     return TrainConfig.from_preset(preset, **overrides)
 
@@ -126,6 +131,7 @@ def train_in_imagination(
     :param overrides: any :class:`TrainConfig` field
     """
     cfg = resolve_config(env, agent=agent, seed=seed, **overrides)
+    progress = progress and os.environ.get("GENRL_PROGRESS", "1") != "0"
     run_dir = Path(run_dir) if run_dir is not None else _default_run_dir(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json(run_dir / "config.json", dataclasses.asdict(cfg))

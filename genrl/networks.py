@@ -96,11 +96,13 @@ def mixture_sample(
     temperature: float,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """Draw from the mixture; temperature sharpens (<1) or flattens (>1) it as in World Models."""
+    """Draw from the mixture; temperature sharpens (<1) or flattens (>1) it as in World Models.
+
+    Temperature 0 returns the mixture's mean: the model's expected next latent, no noise.
+    """
     batch = logits.shape[:-1]
     if temperature <= 0:
-        index = logits.argmax(-1)
-        return torch.gather(mean, -2, index[..., None, None].expand(*batch, 1, mean.shape[-1])).squeeze(-2)
+        return mixture_mean(logits, mean)
     probs = F.softmax(logits.reshape(-1, logits.shape[-1]) / temperature, dim=-1)
     index = torch.multinomial(probs, 1, generator=generator).reshape(*batch)
     pick = index[..., None, None].expand(*batch, 1, mean.shape[-1])
@@ -110,9 +112,14 @@ def mixture_sample(
     return mu + std * math.sqrt(temperature) * noise
 
 
+def mixture_mean(logits: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
+    """Expected value of the mixture: (..., D)."""
+    return (F.softmax(logits, dim=-1).unsqueeze(-1) * mean).sum(-2)
+
+
 def mixture_std(logits: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
     """Total standard deviation of the mixture, averaged over latent dimensions: (...,)."""
     w = F.softmax(logits, dim=-1).unsqueeze(-1)
-    mu = (w * mean).sum(-2)
+    mu = mixture_mean(logits, mean)
     second = (w * (log_std.exp().pow(2) + mean.pow(2))).sum(-2)
     return (second - mu.pow(2)).clamp_min(0).sqrt().mean(-1)

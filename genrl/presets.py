@@ -11,6 +11,7 @@ from genrl.errors import GenrlError
 
 Kind = Literal["envs", "agents"]
 _PACKAGE = Path(__file__).resolve().parent
+_LABEL = {"envs": "env", "agents": "agent"}
 
 
 def preset_dirs(kind: Kind) -> list[Path]:
@@ -28,10 +29,12 @@ def load_preset(kind: Kind, name: str | Path) -> dict[str, Any]:
     if path.suffix not in (".yaml", ".yml"):
         found = [d / f"{name}.yaml" for d in preset_dirs(kind) if (d / f"{name}.yaml").is_file()]
         if not found:
-            raise GenrlError(f"unknown {kind[:-1]} preset {str(name)!r}: expected one of {available(kind)}")
+            raise GenrlError(
+                f"unknown {_LABEL[kind]} preset {str(name)!r}: expected one of {available(kind)}"
+            )
         path = found[0]
     if not path.is_file():
-        raise GenrlError(f"expected a {kind[:-1]} preset file at {path}, found no such file")
+        raise GenrlError(f"expected an {_LABEL[kind]} preset file at {path}, found no such file")
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:

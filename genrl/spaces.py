@@ -114,6 +114,16 @@ class ActionCodec:
             raise GenrlError(f"invalid action: expected finite numbers, got {action!r}")
         return arr.astype(np.float32)
 
+    def check_batch(self, actions: np.ndarray) -> None:
+        """Validate a batch of env actions (shape checked by the caller); GenrlError says what was wrong."""
+        arr = np.asarray(actions)
+        if self.discrete:
+            whole = np.issubdtype(arr.dtype, np.integer) or _is_whole(arr)
+            if not whole or np.any((arr < self._start) | (arr >= self._start + self.dim)):
+                raise GenrlError(f"invalid actions: expected integers in {self.space}, got {arr!r}")
+        elif not np.issubdtype(arr.dtype, np.number) or not np.all(np.isfinite(arr)):
+            raise GenrlError(f"invalid actions: expected finite numbers, got {arr!r}")
+
 
 def _is_whole(arr: np.ndarray) -> bool:
     return np.issubdtype(arr.dtype, np.floating) and bool(np.all(arr == np.round(arr)))

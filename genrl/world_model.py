@@ -30,7 +30,15 @@ from torch.nn import functional as F
 from genrl.dataset import RolloutDataset
 from genrl.errors import GenrlError
 from genrl.fileio import atomic_write, check_format, read_json, write_json
-from genrl.networks import MixtureDensityHead, build_vae, mixture_nll, mixture_sample, mixture_std, mlp
+from genrl.networks import (
+    MixtureDensityHead,
+    build_vae,
+    mixture_mean,
+    mixture_nll,
+    mixture_sample,
+    mixture_std,
+    mlp,
+)
 from genrl.progress import progress_bar
 from genrl.spaces import ActionCodec, check_supported, space_from_json, space_to_json, spaces_equal
 
@@ -48,6 +56,9 @@ class WorldModelConfig:
     rnn_dim: int = 128
     num_mixtures: int = 5
     kl_weight: float = 1e-3
+    prediction_weight: float = 1.0  # weight of the decoded one-step prediction error
+    open_loop_steps: int = 0  # steps of the open-loop prediction loss (0: off)
+    termination_weight: float = 1.0  # weight of terminal steps in the termination loss (they are rare)
     learning_rate: float = 1e-3
     batch_size: int = 32
     seq_len: int = 32
@@ -151,14 +162,20 @@ class WorldModel(nn.Module):
         generator: torch.Generator | None = None,
     ) -> StepOutput:
         """Sample one transition for a batch. ``action`` holds env actions (indices or Box values)."""
-        x = self.rnn_in(torch.cat([z, self.actions.encode(action)], dim=-1))
-        h = self.rnn(x.unsqueeze(1), h.unsqueeze(0))[1].squeeze(0)
-        logits, mean, log_std = self.mdn(h, z)
+        h, logits, mean, log_std = self._transition(z, h, self.actions.encode(action))
         z_next = mixture_sample(logits, mean, log_std, temperature, generator)
         feat = torch.cat([h, z_next], dim=-1)
         reward = self.reward_head(feat).squeeze(-1) * self.reward_std + self.reward_mean
         terminated = self.termination_head(feat).squeeze(-1) > 0
         return StepOutput(z_next, h, reward, terminated, mixture_std(logits, mean, log_std))
+
+    def _transition(
+        self, z: torch.Tensor, h: torch.Tensor, action_vec: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One recurrent step: next h, and the mixture over the next latent."""
+        x = self.rnn_in(torch.cat([z, action_vec], dim=-1))
+        h = self.rnn(x.unsqueeze(1), h.unsqueeze(0))[1].squeeze(0)
+        return (h, *self.mdn(h, z))
 
     # ---- training ----------------------------------------------------------------------------
 
@@ -173,34 +190,49 @@ class WorldModel(nn.Module):
         kl = 0.5 * (mean.pow(2) + logvar.exp() - 1 - logvar).sum(-1)
         # The dynamics learns on the encoder's means; gradients stop so it cannot reshape the latent.
         zt = mean.detach()
-        x = self.rnn_in(
-            torch.cat(
-                [zt[:, :-1], self.actions.encode(batch["action"].flatten(0, 1)).unflatten(0, mask.shape)], -1
-            )
-        )
-        h = self.rnn(x)[0]
+        actions = self.actions.encode(batch["action"].flatten(0, 1)).unflatten(0, mask.shape)
+        h = self.rnn(self.rnn_in(torch.cat([zt[:, :-1], actions], -1)))[0]
         logits, mu, log_std = self.mdn(h, zt[:, :-1])
         nll = mixture_nll(logits, mu, log_std, zt[:, 1:]) / self.config.latent_dim
+        # Likelihood in latent space alone lets small latent errors become large observation
+        # errors; scoring the decoded mixture mean in observation space keeps predictions sharp there.
+        prediction = (self.decoder(mixture_mean(logits, mu)) - obs[:, 1:]).pow(2).flatten(2).mean(-1)
         feat = torch.cat([h, zt[:, 1:]], dim=-1)
         reward_target = (batch["reward"] - self.reward_mean) / self.reward_std
         reward = (self.reward_head(feat).squeeze(-1) - reward_target).pow(2)
         term = F.binary_cross_entropy_with_logits(
-            self.termination_head(feat).squeeze(-1), batch["terminated"].float(), reduction="none"
+            self.termination_head(feat).squeeze(-1),
+            batch["terminated"].float(),
+            reduction="none",
+            pos_weight=torch.tensor(self.config.termination_weight, device=self.device),
         )
 
         def avg(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
             return (x * m).sum() / m.sum().clamp_min(1.0)
 
-        return {
+        # Open-loop: the dynamics fed its own predictions for a few steps, as in a dream, so
+        # that errors do not compound (latent overshooting, as in PlaNet).
+        k = min(self.config.open_loop_steps, mask.shape[1])
+        z_ol, h_ol, open_loop = zt[:, 0], torch.zeros_like(h[:, 0]), []
+        for t in range(k):
+            h_ol, lg, m, _ = self._transition(z_ol, h_ol, actions[:, t])
+            z_ol = mixture_mean(lg, m)
+            open_loop.append((self.decoder(z_ol) - obs[:, t + 1]).pow(2).flatten(1).mean(-1))
+        losses = {
             "reconstruction": avg(recon, obs_mask),
             "kl": avg(kl, obs_mask),
             "dynamics_nll": avg(nll, mask),
             "reward": avg(reward, mask),
             "termination": avg(term, mask),
+            "prediction": avg(prediction, mask),
         }
+        if open_loop:
+            losses["open_loop"] = avg(torch.stack(open_loop, 1), mask[:, :k])
+        return losses
 
     def _total(self, losses: dict[str, torch.Tensor]) -> torch.Tensor:
-        return sum(v * (self.config.kl_weight if k == "kl" else 1.0) for k, v in losses.items())
+        weights = {"kl": self.config.kl_weight, "prediction": self.config.prediction_weight}
+        return sum(v * weights.get(k, 1.0) for k, v in losses.items())
 
     def fit(
         self,
