@@ -13,8 +13,10 @@ One transition, for a batch::
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -57,7 +59,7 @@ class WorldModelConfig:
     num_mixtures: int = 5
     kl_weight: float = 1e-3
     prediction_weight: float = 1.0  # weight of the decoded one-step prediction error
-    open_loop_steps: int = 0  # steps of the open-loop prediction loss (0: off)
+    open_loop_steps: int = 16  # steps of the open-loop prediction loss (0: off)
     termination_weight: float = 1.0  # weight of terminal steps in the termination loss (they are rare)
     learning_rate: float = 1e-3
     batch_size: int = 32
@@ -113,12 +115,16 @@ class WorldModel(nn.Module):
         self.observation_space, self.action_space = observation_space, action_space
         self.actions = ActionCodec(action_space)
         c = config
-        self.encoder, self.decoder = build_vae(obs_shape, c.latent_dim, c.hidden_dim)
-        self.rnn_in = nn.Sequential(nn.Linear(c.latent_dim + self.actions.dim, c.rnn_dim), nn.SiLU())
-        self.rnn = nn.GRU(c.rnn_dim, c.rnn_dim, batch_first=True)
-        self.mdn = MixtureDensityHead(c.rnn_dim, c.latent_dim, c.num_mixtures, c.hidden_dim)
-        self.reward_head = mlp(c.rnn_dim + c.latent_dim, c.hidden_dim, 1, layers=1)
-        self.termination_head = mlp(c.rnn_dim + c.latent_dim, c.hidden_dim, 1, layers=1)
+        with _seeded(c.seed):
+            self.encoder, self.decoder = build_vae(obs_shape, c.latent_dim, c.hidden_dim)
+            self.rnn_in = nn.Sequential(nn.Linear(c.latent_dim + self.actions.dim, c.rnn_dim), nn.SiLU())
+            self.rnn = nn.GRU(c.rnn_dim, c.rnn_dim, batch_first=True)
+            # The heads see the action directly, not only through the GRU: otherwise a mixture can
+            # explain the action's effect away as two equally likely outcomes.
+            head_in = c.rnn_dim + self.actions.dim
+            self.mdn = MixtureDensityHead(head_in, c.latent_dim, c.num_mixtures, c.hidden_dim)
+            self.reward_head = mlp(head_in + c.latent_dim, c.hidden_dim, 1, layers=1)
+            self.termination_head = mlp(head_in + c.latent_dim, c.hidden_dim, 1, layers=1)
         self.register_buffer("obs_mean", torch.zeros(obs_shape))
         self.register_buffer("obs_std", torch.ones(obs_shape))
         self.register_buffer("reward_mean", torch.zeros(()))
@@ -162,9 +168,10 @@ class WorldModel(nn.Module):
         generator: torch.Generator | None = None,
     ) -> StepOutput:
         """Sample one transition for a batch. ``action`` holds env actions (indices or Box values)."""
-        h, logits, mean, log_std = self._transition(z, h, self.actions.encode(action))
+        action_vec = self.actions.encode(action)
+        h, logits, mean, log_std = self._transition(z, h, action_vec)
         z_next = mixture_sample(logits, mean, log_std, temperature, generator)
-        feat = torch.cat([h, z_next], dim=-1)
+        feat = torch.cat([h, action_vec, z_next], dim=-1)
         reward = self.reward_head(feat).squeeze(-1) * self.reward_std + self.reward_mean
         terminated = self.termination_head(feat).squeeze(-1) > 0
         return StepOutput(z_next, h, reward, terminated, mixture_std(logits, mean, log_std))
@@ -175,7 +182,7 @@ class WorldModel(nn.Module):
         """One recurrent step: next h, and the mixture over the next latent."""
         x = self.rnn_in(torch.cat([z, action_vec], dim=-1))
         h = self.rnn(x.unsqueeze(1), h.unsqueeze(0))[1].squeeze(0)
-        return (h, *self.mdn(h, z))
+        return (h, *self.mdn(torch.cat([h, action_vec], dim=-1), z))
 
     # ---- training ----------------------------------------------------------------------------
 
@@ -192,12 +199,12 @@ class WorldModel(nn.Module):
         zt = mean.detach()
         actions = self.actions.encode(batch["action"].flatten(0, 1)).unflatten(0, mask.shape)
         h = self.rnn(self.rnn_in(torch.cat([zt[:, :-1], actions], -1)))[0]
-        logits, mu, log_std = self.mdn(h, zt[:, :-1])
+        logits, mu, log_std = self.mdn(torch.cat([h, actions], -1), zt[:, :-1])
         nll = mixture_nll(logits, mu, log_std, zt[:, 1:]) / self.config.latent_dim
         # Likelihood in latent space alone lets small latent errors become large observation
         # errors; scoring the decoded mixture mean in observation space keeps predictions sharp there.
         prediction = (self.decoder(mixture_mean(logits, mu)) - obs[:, 1:]).pow(2).flatten(2).mean(-1)
-        feat = torch.cat([h, zt[:, 1:]], dim=-1)
+        feat = torch.cat([h, actions, zt[:, 1:]], dim=-1)
         reward_target = (batch["reward"] - self.reward_mean) / self.reward_std
         reward = (self.reward_head(feat).squeeze(-1) - reward_target).pow(2)
         term = F.binary_cross_entropy_with_logits(
@@ -263,7 +270,10 @@ class WorldModel(nn.Module):
             self._optimizer = torch.optim.Adam(self.parameters(), lr=c.learning_rate)
         rng = np.random.default_rng(c.seed + int(self.trained_steps))
         self.train()
-        with progress_bar(total=steps, desc="fit world model", unit="step", disable=not progress) as bar:
+        with (
+            _seeded(c.seed + int(self.trained_steps)),
+            progress_bar(total=steps, desc="fit world model", unit="step", disable=not progress) as bar,
+        ):
             for _ in range(steps):
                 losses = self.losses(self._to_torch(train.sample_sequences(c.batch_size, c.seq_len, rng)))
                 total = self._total(losses)
@@ -382,3 +392,12 @@ class WorldModel(nn.Module):
         ):
             if not spaces_equal(mine, theirs):
                 raise GenrlError(f"{name} space mismatch: model has {mine}, env has {theirs}")
+
+
+@contextlib.contextmanager
+def _seeded(seed: int) -> Iterator[None]:
+    """Run with torch's global RNG seeded, restoring the caller's RNG state afterwards."""
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield

@@ -1,0 +1,80 @@
+"""Shared, session-scoped fixtures: small real datasets and small fitted world models, built once.
+
+Budgets are tiny on purpose: the whole suite runs on two CPU cores.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import torch
+
+import genrl
+
+# Read at call time by genrl.progress; also keeps CLI subprocesses quiet.
+os.environ["GENRL_PROGRESS"] = "0"
+torch.set_num_threads(1)
+
+# Small enough to fit in seconds on a CPU, large enough to learn CartPole's dynamics.
+SMALL_MODEL = {"hidden_dim": 32, "rnn_dim": 32, "batch_size": 16, "seq_len": 8, "seed": 0}
+# CartPole is deterministic: one mixture component is enough and keeps the tiny model quick to fit
+# (see test_dynamics_respond_to_actions for the check that the dream follows the agent's actions).
+# termination_weight as in envs/cartpole.yaml: terminal steps are rare in the data.
+CARTPOLE_MODEL = {**SMALL_MODEL, "num_mixtures": 1, "termination_weight": 10.0}
+
+
+@pytest.fixture(scope="session")
+def cartpole_dataset() -> genrl.RolloutDataset:
+    """2000 random CartPole transitions, in memory."""
+    return genrl.collect("CartPole-v1", 2000, seed=0, progress=False)
+
+
+@pytest.fixture(scope="session")
+def cartpole_model(cartpole_dataset) -> genrl.WorldModel:
+    """A small CartPole world model. Tests must not train it further (copy it first)."""
+    torch.manual_seed(0)  # parameter init and the VAE's noise come from torch's global generator
+    model = genrl.WorldModel(
+        cartpole_dataset.observation_space, cartpole_dataset.action_space, **CARTPOLE_MODEL
+    )
+    model.fit(cartpole_dataset, steps=800, progress=False)
+    return model.eval()
+
+
+@pytest.fixture(scope="session")
+def cartpole_model_path(cartpole_model, tmp_path_factory):
+    path = tmp_path_factory.mktemp("cartpole_model") / "model"
+    cartpole_model.save(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def pendulum_dataset() -> genrl.RolloutDataset:
+    """800 random Pendulum transitions (continuous actions, never terminates)."""
+    return genrl.collect("Pendulum-v1", 800, seed=0, progress=False)
+
+
+@pytest.fixture(scope="session")
+def pendulum_model(pendulum_dataset) -> genrl.WorldModel:
+    torch.manual_seed(0)
+    model = genrl.WorldModel(pendulum_dataset.observation_space, pendulum_dataset.action_space, **SMALL_MODEL)
+    model.fit(pendulum_dataset, steps=150, progress=False)
+    return model.eval()
+
+
+@pytest.fixture(scope="session")
+def pendulum_model_path(pendulum_model, tmp_path_factory):
+    path = tmp_path_factory.mktemp("pendulum_model") / "model"
+    pendulum_model.save(path)
+    return path
+
+
+@pytest.fixture
+def small_config() -> dict:
+    return dict(SMALL_MODEL)
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(0)

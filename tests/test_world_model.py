@@ -1,0 +1,315 @@
+import json
+import pickle
+import shutil
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from gymnasium import spaces
+from safetensors.torch import save_file
+
+from genrl import GenrlError, RolloutDataset, WorldModel, WorldModelConfig
+
+
+def _copy_model(model: WorldModel, tmp_path) -> WorldModel:
+    model.save(tmp_path / "copy")
+    return WorldModel.load(tmp_path / "copy")
+
+
+def test_fit_reduces_held_out_losses(cartpole_dataset, small_config):
+    model = WorldModel(cartpole_dataset.observation_space, cartpole_dataset.action_space, **small_config)
+    model.fit(cartpole_dataset, steps=1, progress=False)  # sets normalisation, so losses compare
+    held_out = cartpole_dataset.subset(range(9, len(cartpole_dataset), 10))
+    before = model.evaluate_losses(held_out, np.random.default_rng(1))
+    after_fit = model.fit(cartpole_dataset, steps=150, progress=False)
+    after = model.evaluate_losses(held_out, np.random.default_rng(1))
+    assert int(model.trained_steps) == 151
+    assert set(after_fit) == set(before)
+    for head in ("reconstruction", "dynamics_nll", "reward", "termination"):
+        assert after[head] < before[head], (head, before[head], after[head])
+    assert after["reconstruction"] < 0.5 * before["reconstruction"]
+    assert after["dynamics_nll"] < before["dynamics_nll"] - 0.5
+
+
+def test_fit_is_reproducible(pendulum_dataset, small_config):
+    def fitted(global_seed: int, seed: int) -> WorldModel:
+        torch.manual_seed(global_seed)  # the config's seed, not torch's global state, decides
+        model = WorldModel(
+            pendulum_dataset.observation_space, pendulum_dataset.action_space, **{**small_config, "seed": seed}
+        )
+        model.fit(pendulum_dataset, steps=20, progress=False)
+        return model
+
+    a, b, other = fitted(0, seed=3), fitted(1, seed=3), fitted(0, seed=4)
+    for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+        assert torch.equal(pa, pb), name
+    assert not torch.equal(a.state_dict()["rnn.weight_hh_l0"], other.state_dict()["rnn.weight_hh_l0"])
+
+
+def test_fit_stores_statistics_and_start_states(cartpole_model, cartpole_dataset):
+    np.testing.assert_array_equal(cartpole_model.start_states.numpy(), cartpole_dataset.start_states())
+    obs = cartpole_dataset.all_states()
+    assert torch.allclose(cartpole_model.obs_mean, torch.as_tensor(obs.mean(0)), atol=0.05)
+    assert torch.all(cartpole_model.obs_std > 0)
+
+
+def test_fit_rejects_dataset_of_other_spaces(cartpole_model, pendulum_dataset, tmp_path):
+    model = _copy_model(cartpole_model, tmp_path)
+    with pytest.raises(GenrlError, match="space mismatch"):
+        model.fit(pendulum_dataset, steps=1, progress=False)
+    empty = RolloutDataset(cartpole_model.observation_space, cartpole_model.action_space)
+    with pytest.raises(GenrlError, match="empty"):
+        model.fit(empty, steps=1, progress=False)
+
+
+def test_config_validation():
+    box = spaces.Box(-1, 1, (3,), np.float32)
+    with pytest.raises(GenrlError, match=r"unknown world model settings \['hiden_dim'\]"):
+        WorldModel(box, spaces.Discrete(2), hiden_dim=3)
+    with pytest.raises(GenrlError, match="unsupported action space"):
+        WorldModel(box, spaces.MultiBinary(2))
+    model = WorldModel(box, spaces.Discrete(2), WorldModelConfig(hidden_dim=16), rnn_dim=8)
+    assert (model.config.hidden_dim, model.config.rnn_dim) == (16, 8)
+    assert model.config.latent_dim == 8  # twice the observation size, at least 8
+
+
+def test_step_output_shapes(cartpole_model, pendulum_model):
+    for model, action in (
+        (cartpole_model, torch.tensor([0, 1, 1, 0, 1])),
+        (pendulum_model, torch.linspace(-2, 2, 5).reshape(5, 1)),
+    ):
+        d, r = model.config.latent_dim, model.config.rnn_dim
+        obs = model.start_states[torch.arange(5) % len(model.start_states)]
+        z = model.encode(obs)
+        assert z.shape == (5, d)
+        with torch.no_grad():
+            out = model.step(z, model.initial_state(5), action)
+        assert out.z.shape == (5, d) and out.h.shape == (5, r)
+        assert out.reward.shape == (5,) and out.reward.dtype == torch.float32
+        assert out.terminated.shape == (5,) and out.terminated.dtype == torch.bool
+        assert out.uncertainty.shape == (5,) and torch.all(out.uncertainty >= 0)
+        assert model.decode(out.z).shape == (5, *model.observation_space.shape)
+
+
+def test_learned_model_predicts_cartpole(cartpole_model, cartpole_dataset):
+    episodes = cartpole_dataset.episodes
+    obs = torch.as_tensor(np.concatenate([ep["obs"][:-1] for ep in episodes]))
+    next_obs = torch.as_tensor(np.concatenate([ep["obs"][1:] for ep in episodes]))
+    action = torch.as_tensor(np.concatenate([ep["action"] for ep in episodes]))
+    terminated = np.concatenate([ep["terminated"] for ep in episodes])
+    with torch.no_grad():
+        out = cartpole_model.step(
+            cartpole_model.encode(obs), cartpole_model.initial_state(len(obs)), action, 0.0
+        )
+        pred = cartpole_model.decode(out.z)
+    # CartPole pays 1 per step.
+    assert torch.allclose(out.reward, torch.ones_like(out.reward), atol=0.05)
+    # One-step predictions beat "nothing changes" by far on the velocities, which change the most.
+    error, naive = (pred - next_obs).abs().mean(0), (obs - next_obs).abs().mean(0)
+    assert torch.all(error < naive)
+    assert torch.all(error[[1, 3]] < 0.5 * naive[[1, 3]])
+    # Falling poles end episodes; upright ones rarely do.
+    predicted = out.terminated.numpy()
+    assert predicted[terminated].mean() > 0.25
+    assert predicted[~terminated].mean() < 0.05
+
+
+def test_dynamics_respond_to_actions(cartpole_model, cartpole_dataset):
+    """The dream must depend on what the agent does, or no agent can learn in it.
+
+    From the same real states, pushing right instead of left changes CartPole's next cart and pole
+    velocities by a large, known amount; the model's expected next observation must show it.
+    """
+    real = gym.make("CartPole-v1").unwrapped
+    real.reset(seed=0)
+    states = cartpole_dataset.all_states()[::7][:64]
+    true_next = np.zeros((2, *states.shape))
+    for i, state in enumerate(states):
+        for action in (0, 1):
+            real.state, real.steps_beyond_terminated = state.astype(np.float64), None
+            true_next[action, i] = real.step(action)[0]
+    with torch.no_grad():
+        z = cartpole_model.encode(torch.as_tensor(states))
+        h = cartpole_model.initial_state(len(z))
+        pred = [
+            cartpole_model.decode(cartpole_model.step(z, h, torch.full((len(z),), a), 0.0).z).numpy()
+            for a in (0, 1)
+        ]
+    true_effect = (true_next[1] - true_next[0]).mean(0)
+    model_effect = (pred[1] - pred[0]).mean(0)
+    for dim, name in ((1, "cart velocity"), (3, "pole angular velocity")):
+        assert abs(model_effect[dim] - true_effect[dim]) < 0.5 * abs(true_effect[dim]), (
+            f"effect of the action on the {name}: real {true_effect[dim]:.3f}, model {model_effect[dim]:.3f}"
+        )
+
+
+def test_temperature_zero_is_deterministic(cartpole_model):
+    z = cartpole_model.encode(cartpole_model.start_states[:8])
+    h = cartpole_model.initial_state(8)
+    a = torch.ones(8, dtype=torch.long)
+    with torch.no_grad():
+        one = cartpole_model.step(z, h, a, 0.0, torch.Generator().manual_seed(1))
+        two = cartpole_model.step(z, h, a, 0.0, torch.Generator().manual_seed(2))
+        hot1 = cartpole_model.step(z, h, a, 1.0, torch.Generator().manual_seed(1))
+        hot2 = cartpole_model.step(z, h, a, 1.0, torch.Generator().manual_seed(2))
+    for x, y in zip(one, two, strict=True):
+        assert torch.equal(x, y)
+    assert not torch.equal(hot1.z, hot2.z)  # sampling is random above zero temperature
+
+
+def test_decoded_observations_stay_in_bounds(pendulum_model, cartpole_model):
+    for model in (pendulum_model, cartpole_model):
+        z = torch.randn(256, model.config.latent_dim, generator=torch.Generator().manual_seed(0)) * 50
+        with torch.no_grad():
+            obs = model.decode(z).numpy()
+        space = model.observation_space
+        assert np.all(obs >= space.low) and np.all(obs <= space.high)
+        assert all(space.contains(o) for o in obs)
+    # Pendulum's cos/sin are bounded to [-1, 1]: extreme latents hit the bounds, so clipping happened.
+    with torch.no_grad():
+        extreme = pendulum_model.decode(torch.full((1, pendulum_model.config.latent_dim), 1e3))
+    assert torch.all(extreme.abs() <= torch.tensor([1.0, 1.0, 8.0]))
+
+
+def test_save_load_gives_identical_predictions(cartpole_model, tmp_path):
+    cartpole_model.save(tmp_path / "m")
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["model.json", "weights.safetensors"]
+    loaded = WorldModel.load(tmp_path / "m")
+    assert loaded.config == cartpole_model.config
+    assert loaded.observation_space == cartpole_model.observation_space
+    assert loaded.action_space == cartpole_model.action_space
+    assert not loaded.training
+    for (name, a), b in zip(cartpole_model.state_dict().items(), loaded.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+
+    obs = cartpole_model.start_states[:6]
+    with torch.no_grad():
+        z1, z2 = cartpole_model.encode(obs), loaded.encode(obs)
+        assert torch.equal(z1, z2)
+        assert torch.equal(cartpole_model.decode(z1), loaded.decode(z2))
+        action = torch.tensor([0, 1, 0, 1, 1, 0])
+        for temperature in (0.0, 1.0):
+            s1 = cartpole_model.step(
+                z1, cartpole_model.initial_state(6), action, temperature, torch.Generator().manual_seed(3)
+            )
+            s2 = loaded.step(
+                z2, loaded.initial_state(6), action, temperature, torch.Generator().manual_seed(3)
+            )
+            for x, y in zip(s1, s2, strict=True):
+                assert torch.equal(x, y)
+
+
+def test_loaded_model_continues_training(pendulum_model, pendulum_dataset, tmp_path):
+    model = _copy_model(pendulum_model, tmp_path)
+    before = int(model.trained_steps)
+    assert before == 150
+    model.fit(pendulum_dataset, steps=3, progress=False)
+    assert int(model.trained_steps) == before + 3
+    # Statistics come from the first fit and are not recomputed.
+    assert torch.equal(model.obs_mean, pendulum_model.obs_mean)
+
+
+@pytest.fixture
+def saved(cartpole_model, tmp_path):
+    path = tmp_path / "model"
+    cartpole_model.save(path)
+    return path
+
+
+def _edit_json(path, **changes):
+    meta = json.loads((path / "model.json").read_text())
+    meta.update(changes)
+    (path / "model.json").write_text(json.dumps(meta))
+    return meta
+
+
+def test_load_rejects_corrupted_weights(saved):
+    data = (saved / "weights.safetensors").read_bytes()
+    (saved / "weights.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(GenrlError, match="expected a safetensors file, got an unreadable one"):
+        WorldModel.load(saved)
+    (saved / "weights.safetensors").write_bytes(b"\xff" * 64)
+    with pytest.raises(GenrlError, match="unreadable"):
+        WorldModel.load(saved)
+
+
+def test_load_rejects_missing_files(saved, tmp_path):
+    (saved / "weights.safetensors").unlink()
+    with pytest.raises(GenrlError, match="expected model weights at .* found no such file"):
+        WorldModel.load(saved)
+    with pytest.raises(GenrlError, match=r"expected a genrl world model \(model.json\) at .* no such file"):
+        WorldModel.load(tmp_path / "nowhere")
+
+
+@pytest.mark.parametrize(
+    "changes, match",
+    [
+        ({"format": "genrl.rollouts"}, "expected a genrl.world_model file .* got format 'genrl.rollouts'"),
+        ({"version": 99}, "genrl.world_model version 99; this genrl reads version 1"),
+        ({"config": "big"}, "expected a config object"),
+        ({"config": {"hidden_dim": 32, "bogus": 1}}, r"unknown world model settings \['bogus'\]"),
+        ({"action_space": {"type": "Discrete", "n": 3, "start": 0}}, "weights do not match"),
+        ({"observation_space": {"type": "Tuple"}}, "expected type Discrete or Box"),
+    ],
+)
+def test_load_rejects_foreign_model_json(saved, changes, match):
+    _edit_json(saved, **changes)
+    with pytest.raises(GenrlError, match=match):
+        WorldModel.load(saved)
+
+
+def test_load_rejects_weights_of_another_size(saved):
+    meta = json.loads((saved / "model.json").read_text())
+    _edit_json(saved, config={**meta["config"], "hidden_dim": 48})
+    with pytest.raises(GenrlError, match="weights do not match the model described in model.json"):
+        WorldModel.load(saved)
+
+
+def test_load_rejects_missing_tensors(saved):
+    save_file({"obs_mean": torch.zeros(4)}, str(saved / "weights.safetensors"))
+    with pytest.raises(GenrlError, match="weights do not match"):
+        WorldModel.load(saved)
+
+
+def test_load_rejects_non_json_model_file(saved):
+    (saved / "model.json").write_bytes(pickle.dumps({"format": "genrl.world_model"}))
+    with pytest.raises(GenrlError, match="not valid JSON"):
+        WorldModel.load(saved)
+
+
+class _Marker:
+    """Unpickling this creates a file: proof that code from the file ran."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_load_never_executes_pickles(saved, cartpole_model, tmp_path):
+    marker = tmp_path / "code-was-executed"
+    payload = pickle.dumps({"state": _Marker(marker)})
+    # Pickles under every name a loader might be tempted to read...
+    for name in ("model.pkl", "weights.pt", "pytorch_model.bin", "model.pt", "optimizer.pt"):
+        (saved / name).write_bytes(payload)
+    torch.save({"x": _Marker(marker)}, saved / "model.pth")
+    loaded = WorldModel.load(saved)
+    assert not marker.exists()
+    assert torch.equal(loaded.obs_mean, cartpole_model.obs_mean)
+
+    # ...and in place of the weights themselves.
+    shutil.copy(saved / "model.pkl", saved / "weights.safetensors")
+    with pytest.raises(GenrlError, match="expected a safetensors file"):
+        WorldModel.load(saved)
+    torch.save({"obs_mean": _Marker(marker)}, saved / "weights.safetensors")
+    with pytest.raises(GenrlError, match="expected a safetensors file"):
+        WorldModel.load(saved)
+    assert not marker.exists()
+
+
+def test_check_env_spaces(cartpole_model):
+    cartpole_model.check_env_spaces(cartpole_model.observation_space, cartpole_model.action_space)
+    with pytest.raises(GenrlError, match="action space mismatch"):
+        cartpole_model.check_env_spaces(cartpole_model.observation_space, spaces.Discrete(3))
