@@ -35,9 +35,8 @@ def test_fit_reduces_held_out_losses(cartpole_dataset, small_config):
 def test_fit_is_reproducible(pendulum_dataset, small_config):
     def fitted(global_seed: int, seed: int) -> WorldModel:
         torch.manual_seed(global_seed)  # the config's seed, not torch's global state, decides
-        model = WorldModel(
-            pendulum_dataset.observation_space, pendulum_dataset.action_space, **{**small_config, "seed": seed}
-        )
+        config = {**small_config, "seed": seed}
+        model = WorldModel(pendulum_dataset.observation_space, pendulum_dataset.action_space, **config)
         model.fit(pendulum_dataset, steps=20, progress=False)
         return model
 
