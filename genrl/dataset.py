@@ -26,7 +26,7 @@ from gymnasium import spaces
 
 from genrl.errors import GenrlError
 from genrl.fileio import atomic_write, check_format, read_json, write_json
-from genrl.spaces import ActionCodec, check_supported, space_from_json, space_to_json, spaces_equal
+from genrl.spaces import ActionCodec, check_spaces_match, check_supported, space_from_json, space_to_json
 
 FORMAT = "genrl.rollouts"
 VERSION = 1
@@ -98,12 +98,9 @@ class RolloutDataset:
 
     def check_spaces(self, observation_space: spaces.Space, action_space: spaces.Space) -> None:
         """Raise GenrlError if this dataset was recorded with other spaces."""
-        for name, mine, theirs in (
-            ("observation", self.observation_space, observation_space),
-            ("action", self.action_space, action_space),
-        ):
-            if not spaces_equal(mine, theirs):
-                raise GenrlError(f"{name} space mismatch: dataset has {mine}, got {theirs}")
+        check_spaces_match(
+            (self.observation_space, self.action_space), (observation_space, action_space), "dataset", "input"
+        )
 
     # ---- writing -----------------------------------------------------------------------------
 

@@ -139,6 +139,7 @@ def train_in_imagination(
     writer = SummaryWriter(str(run_dir / "tb"))
     collect_env = make_env(cfg.env_id)
     eval_env = Monitor(make_env(cfg.env_id))  # its transitions never enter the dataset
+    eval_env.reset(seed=cfg.seed + 10_000)  # later resets continue from this seed
     try:
         dataset = collect(
             collect_env, cfg.initial_steps, seed=cfg.seed, path=run_dir / "data", progress=progress

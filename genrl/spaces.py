@@ -63,6 +63,15 @@ def spaces_equal(a: spaces.Space, b: spaces.Space) -> bool:
     return space_to_json(a) == space_to_json(b)
 
 
+def check_spaces_match(
+    mine: tuple[spaces.Space, spaces.Space], theirs: tuple[spaces.Space, spaces.Space], owner: str, other: str
+) -> None:
+    """Raise GenrlError naming the first of (observation, action) space that differs."""
+    for name, a, b in zip(("observation", "action"), mine, theirs, strict=True):
+        if not spaces_equal(a, b):
+            raise GenrlError(f"{name} space mismatch: {owner} has {a}, {other} has {b}")
+
+
 def _finite_list(values: np.ndarray) -> list:
     # JSON has no inf; encode as strings that float() reads back.
     return [v if np.isfinite(v) else str(v) for v in np.asarray(values, dtype=np.float64).ravel().tolist()]

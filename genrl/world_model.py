@@ -7,8 +7,13 @@ One transition, for a batch::
 
     z_t = encode(o_t)                                  VAE mean
     h_{t+1} = GRU([z_t, onehot_or_scaled(a_t)], h_t)
-    z_{t+1} ~ z_t + MDN(h_{t+1})                       K-component Gaussian mixture, temperature tau
-    r_t = reward_head(h_{t+1}, z_{t+1});  done_t = termination_head(h_{t+1}, z_{t+1}) > 0
+    z_{t+1} ~ z_t + MDN(h_{t+1}, a_t)                  K-component Gaussian mixture, temperature tau
+    r_t = reward_head(h_{t+1}, a_t, z_{t+1});  done_t = termination_head(h_{t+1}, a_t, z_{t+1}) > 0
+
+Training minimises, on windows of real episodes: the VAE's reconstruction error and KL; the
+mixture's negative log-likelihood of the next latent; the decoded one-step prediction error; the
+decoded error of ``open_loop_steps`` steps predicted from the model's own outputs; and the
+reward and termination losses.
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ from genrl.networks import (
     mlp,
 )
 from genrl.progress import progress_bar
-from genrl.spaces import ActionCodec, check_supported, space_from_json, space_to_json, spaces_equal
+from genrl.spaces import ActionCodec, check_spaces_match, check_supported, space_from_json, space_to_json
 
 FORMAT = "genrl.world_model"
 VERSION = 1
@@ -386,12 +391,9 @@ class WorldModel(nn.Module):
 
     def check_env_spaces(self, observation_space: spaces.Space, action_space: spaces.Space) -> None:
         """Raise GenrlError if a real env's spaces differ from the ones the model was built for."""
-        for name, mine, theirs in (
-            ("observation", self.observation_space, observation_space),
-            ("action", self.action_space, action_space),
-        ):
-            if not spaces_equal(mine, theirs):
-                raise GenrlError(f"{name} space mismatch: model has {mine}, env has {theirs}")
+        check_spaces_match(
+            (self.observation_space, self.action_space), (observation_space, action_space), "model", "env"
+        )
 
 
 @contextlib.contextmanager
