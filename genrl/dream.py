@@ -69,6 +69,8 @@ class DreamBatch:
         self.model, self.n, self.horizon = model, int(n), int(horizon)
         self.obs_mode, self.temperature, self.start = obs_mode, float(temperature), start
         self.dataset = dataset
+        self._pool: torch.Tensor | None = None
+        self._pool_episodes = 0
         if dataset is not None:
             model.check_env_spaces(dataset.observation_space, dataset.action_space)
         device = model.device
@@ -88,10 +90,13 @@ class DreamBatch:
         self.generator.manual_seed(int(seed) if seed is not None else int(torch.seed()) % 2**63)
 
     def _start_pool(self) -> torch.Tensor:
-        # Read each time: a dataset that grows between calls contributes its new episodes.
         if self.dataset is not None and len(self.dataset):
-            states = self.dataset.start_states() if self.start == "initial" else self.dataset.all_states()
-            return torch.as_tensor(states, device=self.model.device)
+            # Rebuilt only when the dataset has grown, so that new episodes count but resets stay cheap.
+            if self._pool is None or self._pool_episodes != len(self.dataset):
+                states = self.dataset.start_states() if self.start == "initial" else self.dataset.all_states()
+                self._pool = torch.as_tensor(states, device=self.model.device)
+                self._pool_episodes = len(self.dataset)
+            return self._pool
         if len(self.model.start_states):
             return self.model.start_states
         raise GenrlError(
