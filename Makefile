@@ -17,7 +17,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: setup
-	$(BIN)/genrl train cartpole --run-dir runs/demo-cartpole
+	$(BIN)/genrl train cartpole
 
 lint: setup
 	$(BIN)/ruff check genrl tests examples benchmarks

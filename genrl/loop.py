@@ -133,6 +133,9 @@ def train_in_imagination(
     cfg = resolve_config(env, agent=agent, seed=seed, **overrides)
     progress = progress and os.environ.get("GENRL_PROGRESS", "1") != "0"
     run_dir = Path(run_dir) if run_dir is not None else _default_run_dir(cfg)
+    if (run_dir / "data" / "dataset.json").exists():
+        # Appending to an earlier run's data would silently break the real-step budget.
+        raise GenrlError(f"run folder {run_dir} already holds a run: expected a new or empty folder")
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json(run_dir / "config.json", dataclasses.asdict(cfg))
     torch.manual_seed(cfg.seed)

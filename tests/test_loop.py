@@ -127,3 +127,11 @@ def test_config_resolution():
         resolve_config("NoSuchEnv-v0")
     with pytest.raises(GenrlError, match=r"unknown training settings \['horizn'\]"):
         resolve_config("cartpole", horizn=3)
+
+
+def test_refuses_to_reuse_a_run_folder(run):
+    run_dir, result = run
+    before = RolloutDataset.load(run_dir / "data").num_steps
+    with pytest.raises(GenrlError, match="already holds a run"):
+        genrl.train_in_imagination("CartPole-v1", run_dir=run_dir, progress=False, iterations=1)
+    assert RolloutDataset.load(run_dir / "data").num_steps == before == result.dataset.num_steps
