@@ -16,7 +16,7 @@ _LABEL = {"envs": "env", "agents": "agent"}
 
 def preset_dirs(kind: Kind) -> list[Path]:
     """Where presets live: inside an installed wheel, or at the top of a source checkout."""
-    return [p for p in (_PACKAGE / "presets" / kind, _PACKAGE.parent / kind) if p.is_dir()]
+    return [p for p in (_PACKAGE / "preset_files" / kind, _PACKAGE.parent / kind) if p.is_dir()]
 
 
 def available(kind: Kind) -> list[str]:
