@@ -134,6 +134,12 @@ class DreamBatch:
     def observe(self, z: torch.Tensor) -> torch.Tensor:
         return self.model.decode(z) if self.obs_mode == "decoded" else z
 
+    def render(self, obs: np.ndarray) -> np.ndarray:
+        """An RGB picture of one observation of these dreams (bars relative to the data's statistics)."""
+        if self.obs_mode == "decoded":
+            return render_bars(obs - self.model.obs_mean.cpu().numpy(), self.model.obs_std.cpu().numpy())
+        return render_bars(obs, np.ones_like(obs))
+
 
 def render_bars(obs: np.ndarray, scale: np.ndarray, size: int = 200) -> np.ndarray:
     """An RGB picture of a vector observation: one bar per dimension, zero in the middle."""

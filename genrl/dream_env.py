@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from genrl.dataset import RolloutDataset
-from genrl.dream import DreamBatch, ObsMode, StartMode, as_model, render_bars
+from genrl.dream import DreamBatch, ObsMode, StartMode, as_model
 from genrl.errors import GenrlError
 from genrl.world_model import WorldModel
 
@@ -71,11 +71,7 @@ class DreamEnv(gym.Env):
     def render(self) -> np.ndarray | None:
         if self.render_mode != "rgb_array" or self._obs is None:
             return None
-        scale = (
-            self.model.obs_std.cpu().numpy() if self.dream.obs_mode == "decoded" else np.ones_like(self._obs)
-        )
-        center = self.model.obs_mean.cpu().numpy() if self.dream.obs_mode == "decoded" else 0.0
-        return render_bars(self._obs - center, scale)
+        return self.dream.render(self._obs)
 
     def _check_obs(self, obs: Any) -> torch.Tensor:
         arr = np.asarray(obs, dtype=np.float32)

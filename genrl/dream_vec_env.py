@@ -11,7 +11,7 @@ import torch
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices, VecEnvStepReturn
 
 from genrl.dataset import RolloutDataset
-from genrl.dream import DreamBatch, ObsMode, StartMode, as_model, render_bars
+from genrl.dream import DreamBatch, ObsMode, StartMode, as_model
 from genrl.errors import GenrlError
 from genrl.world_model import WorldModel
 
@@ -112,7 +112,11 @@ class DreamVecEnv(VecEnv):
         method = getattr(self.dream, method_name, None)
         if method is None or not callable(method):
             raise AttributeError(f"dreams have no method {method_name!r}")
-        return [method(*method_args, **method_kwargs) for _ in self._get_indices(indices)]
+        # One batch holds every dream: a method runs once, for all of them.
+        if len(list(self._get_indices(indices))) != self.num_envs:
+            raise GenrlError(f"env_method({method_name!r}): dreams share one batch, expected indices=None")
+        result = method(*method_args, **method_kwargs)
+        return [result for _ in range(self.num_envs)]
 
     def env_is_wrapped(self, wrapper_class: type, indices: VecEnvIndices = None) -> list[bool]:
         return [False for _ in self._get_indices(indices)]
@@ -123,14 +127,8 @@ class DreamVecEnv(VecEnv):
     # ---- helpers -----------------------------------------------------------------------------
 
     def _render(self, i: int) -> np.ndarray:
-        obs = (
-            self._last_obs[i]
-            if getattr(self, "_last_obs", None) is not None
-            else np.zeros(self.observation_space.shape)
-        )
-        if self.dream.obs_mode == "decoded":
-            return render_bars(obs - self.model.obs_mean.cpu().numpy(), self.model.obs_std.cpu().numpy())
-        return render_bars(obs, np.ones_like(obs))
+        last = getattr(self, "_last_obs", None)
+        return self.dream.render(last[i] if last is not None else np.zeros(self.observation_space.shape))
 
     def _numpy(self, obs: torch.Tensor) -> np.ndarray:
         return obs.cpu().numpy().astype(self._obs_dtype, copy=False)

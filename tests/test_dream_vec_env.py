@@ -143,6 +143,9 @@ def test_env_method_and_wrappers(cartpole_model):
     assert len(observed) == 3 and observed[0].shape == (3, 4)
     with pytest.raises(AttributeError, match="no method 'fly'"):
         venv.env_method("fly")
+    # A batch method acts on every dream at once, so a subset of indices is refused, not run twice.
+    with pytest.raises(GenrlError, match="share one batch"):
+        venv.env_method("reset", indices=[0, 1])
 
 
 def _obs_sequence(venv: VecEnv, actions) -> list[np.ndarray]:
