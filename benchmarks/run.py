@@ -72,7 +72,14 @@ def bench_dream(model: genrl.WorldModel, data: genrl.RolloutDataset) -> list[dic
             real.step(a)
         real_sps = 50 * real.num_envs / (time.perf_counter() - start)
         real.close()
-        rows.append({"n_envs": n, "dream_steps_per_s": dream_sps, "real_sync_vec_steps_per_s": real_sps})
+        rows.append(
+            {
+                "n_envs": n,
+                "dream_steps_per_s": dream_sps,
+                "real_sync_vec_envs": real.num_envs,
+                "real_sync_vec_steps_per_s": real_sps,
+            }
+        )
     return rows
 
 
