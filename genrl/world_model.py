@@ -264,10 +264,9 @@ class WorldModel(nn.Module):
         self._check_dataset(dataset)
         steps = int(steps if steps is not None else self.config.fit_steps)
         c = self.config
-        val_idx = [i for i in range(len(dataset)) if i % c.val_every == c.val_every - 1]
-        train = (
-            dataset.subset([i for i in range(len(dataset)) if i not in set(val_idx)]) if val_idx else dataset
-        )
+        held_out = [i % c.val_every == c.val_every - 1 for i in range(len(dataset))]
+        val_idx = [i for i, h in enumerate(held_out) if h]
+        train = dataset.subset([i for i, h in enumerate(held_out) if not h]) if val_idx else dataset
         if int(self.trained_steps) == 0:
             self._set_statistics(train)
         self.set_start_states(dataset.start_states())
