@@ -270,8 +270,7 @@ class WorldModel(nn.Module):
         if int(self.trained_steps) == 0:
             self._set_statistics(train)
         self.set_start_states(dataset.start_states())
-        if self._optimizer is None:
-            self._optimizer = torch.optim.Adam(self.parameters(), lr=c.learning_rate)
+        optimizer = self._get_optimizer()
         rng = np.random.default_rng(c.seed + int(self.trained_steps))
         self.train()
         with (
@@ -281,10 +280,10 @@ class WorldModel(nn.Module):
             for _ in range(steps):
                 losses = self.losses(self._to_torch(train.sample_sequences(c.batch_size, c.seq_len, rng)))
                 total = self._total(losses)
-                self._optimizer.zero_grad(set_to_none=True)
+                optimizer.zero_grad(set_to_none=True)
                 total.backward()
                 nn.utils.clip_grad_norm_(self.parameters(), c.grad_clip)
-                self._optimizer.step()
+                optimizer.step()
                 self.trained_steps += 1
                 step = int(self.trained_steps)
                 if writer is not None and step % 50 == 0:
@@ -299,6 +298,21 @@ class WorldModel(nn.Module):
             for k, v in metrics.items():
                 writer.add_scalar(f"world_model/val/{k}", v, int(self.trained_steps))
         return metrics
+
+    def _get_optimizer(self) -> torch.optim.Optimizer:
+        if self._optimizer is None:
+            self._optimizer = torch.optim.Adam(self.parameters(), lr=self.config.learning_rate)
+        return self._optimizer
+
+    def optimizer_state_dict(self) -> dict[str, Any]:
+        """The fit optimizer's state, so that a resumed run continues training exactly."""
+        return self._get_optimizer().state_dict()
+
+    def load_optimizer_state_dict(self, state: dict[str, Any]) -> None:
+        try:
+            self._get_optimizer().load_state_dict(state)
+        except (ValueError, KeyError, TypeError, RuntimeError) as exc:
+            raise GenrlError(f"expected the optimizer state of this world model, got another ({exc})") from None
 
     @torch.no_grad()
     def evaluate_losses(
