@@ -5,7 +5,7 @@ from genrl.dataset import RolloutDataset
 from genrl.dream_env import DreamEnv
 from genrl.dream_vec_env import DreamVecEnv
 from genrl.errors import GenrlError
-from genrl.loop import TrainConfig, TrainResult, train_in_imagination
+from genrl.loop import TrainConfig, TrainResult, resume, train_in_imagination
 from genrl.registration import register_envs
 from genrl.world_model import WorldModel, WorldModelConfig
 
@@ -20,6 +20,7 @@ __all__ = [
     "WorldModel",
     "WorldModelConfig",
     "collect",
+    "resume",
     "train_in_imagination",
 ]
 

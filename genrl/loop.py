@@ -3,30 +3,34 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 import torch
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.logger import configure
 from stable_baselines3.common.monitor import Monitor
-from stable_baselines3.common.vec_env import VecMonitor
+from stable_baselines3.common.vec_env import DummyVecEnv, VecMonitor
 from torch.utils.tensorboard import SummaryWriter
 
 from genrl.agents import agent_preset, make_agent, save_policy
+from genrl.checkpoint import CheckpointStore
 from genrl.collect import collect, make_env
-from genrl.dataset import RolloutDataset
+from genrl.dataset import KEYS, RolloutDataset
 from genrl.dream_vec_env import DreamVecEnv
 from genrl.errors import GenrlError
-from genrl.fileio import write_json
+from genrl.fileio import read_json, write_json
 from genrl.presets import available, find_env_preset, load_preset
 from genrl.world_model import WorldModel
+
+log = logging.getLogger("genrl")
 
 
 @dataclass
@@ -51,6 +55,7 @@ class TrainConfig:
     eval_episodes: int = 20
     target_return: float | None = None  # stop once the real eval mean reaches this
     device: str | None = None  # world model and dreams; None picks CUDA when present
+    keep_checkpoints: int = 2  # newest run checkpoints kept on disk
 
     @classmethod
     def from_preset(cls, preset: dict[str, Any], **overrides: Any) -> TrainConfig:
@@ -124,28 +129,86 @@ def train_in_imagination(
 ) -> TrainResult:
     """Train an SB3 agent in a learned model of ``env``, touching the real env only to collect and evaluate.
 
+    A run folder that already holds a run with the same settings is resumed from its last
+    checkpoint (see :func:`resume`), so re-running a killed command continues it.
+
     :param env: env preset name (``"cartpole"``), preset YAML path, or Gymnasium id
     :param agent: agent preset name (``"ppo"``, ``"sac"``...) or dict; defaults to the env preset's
     :param seed: seeds data collection, the world model and the agent
-    :param run_dir: run folder (dataset, model, agent, ``summary.json``, TensorBoard logs)
+    :param run_dir: run folder (dataset, model, agent, ``summary.json``, TensorBoard logs, checkpoints)
     :param overrides: any :class:`TrainConfig` field
     """
     cfg = resolve_config(env, agent=agent, seed=seed, **overrides)
-    progress = progress and os.environ.get("GENRL_PROGRESS", "1") != "0"
     run_dir = Path(run_dir) if run_dir is not None else _default_run_dir(cfg)
-    if (run_dir / "data" / "dataset.json").exists():
-        # Appending to an earlier run's data would silently break the real-step budget.
-        raise GenrlError(f"run folder {run_dir} already holds a run: expected a new or empty folder")
+    if (run_dir / "config.json").exists():
+        _check_same_run(run_dir, cfg)
+    elif (run_dir / "data" / "dataset.json").exists():
+        # Appending to data of unknown origin would silently break the real-step budget.
+        raise GenrlError(
+            f"run folder {run_dir} holds data but no config.json: expected a new or empty folder"
+        )
+    return _run(cfg, run_dir, progress)
+
+
+def resume(run_dir: str | os.PathLike, progress: bool = True, **overrides: Any) -> TrainResult:
+    """Continue a run from its last checkpoint, with the settings in its ``config.json``.
+
+    No recorded real transition is lost or recorded twice: episodes written after the checkpoint
+    are kept, and the resumed collection replays them (same seeds, same agent) instead of adding
+    them again. ``overrides`` may only change ``iterations`` (to extend a run) and ``device``.
+    """
+    run_dir = Path(run_dir)
+    cfg = _read_config(run_dir)
+    changed = sorted(set(overrides) - RESUMABLE_CHANGES)
+    if changed:
+        raise GenrlError(
+            f"a resumed run keeps its settings: expected overrides among {sorted(RESUMABLE_CHANGES)}, "
+            f"got {changed}"
+        )
+    return _run(dataclasses.replace(cfg, **overrides), run_dir, progress)
+
+
+RESUMABLE_CHANGES = {"iterations", "device"}
+
+
+def _read_config(run_dir: Path) -> TrainConfig:
+    data = read_json(run_dir / "config.json", "a genrl run folder (config.json)")
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(data) - names)
+    if unknown or "env_id" not in data:
+        raise GenrlError(
+            f"{run_dir / 'config.json'}: expected training settings with env_id, got unknown keys {unknown}"
+        )
+    return TrainConfig(**data)
+
+
+def _check_same_run(run_dir: Path, cfg: TrainConfig) -> None:
+    stored = dataclasses.asdict(_read_config(run_dir))
+    wanted = dataclasses.asdict(cfg)
+    differ = [k for k in wanted if k not in RESUMABLE_CHANGES and stored.get(k) != wanted[k]]
+    if differ:
+        shown = ", ".join(f"{k}: {stored.get(k)!r} there, {wanted[k]!r} now" for k in differ[:3])
+        raise GenrlError(
+            f"run folder {run_dir} holds a run with other settings ({shown}): "
+            "expected the same settings to resume it, or a new --run-dir"
+        )
+
+
+def _run(cfg: TrainConfig, run_dir: Path, progress: bool) -> TrainResult:
+    """The loop as phases (collect, fit, train+evaluate), each ending in a checkpoint."""
+    progress = progress and os.environ.get("GENRL_PROGRESS", "1") != "0"
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json(run_dir / "config.json", dataclasses.asdict(cfg))
-    torch.manual_seed(cfg.seed)
+    store = CheckpointStore(run_dir / "checkpoints", cfg.keep_checkpoints)
+    store.remove_partial()
+    last = store.latest()
     writer = SummaryWriter(str(run_dir / "tb"))
     collect_env = make_env(cfg.env_id)
-    eval_env = Monitor(make_env(cfg.env_id))  # its transitions never enter the dataset
-    eval_env.reset(seed=cfg.seed + 10_000)  # later resets continue from this seed
+    # Its transitions never enter the dataset; reseeded per iteration so a resumed run evaluates alike.
+    eval_env = DummyVecEnv([lambda: Monitor(make_env(cfg.env_id))])
     try:
-        dataset = collect(
-            collect_env, cfg.initial_steps, seed=cfg.seed, path=run_dir / "data", progress=progress
+        dataset = RolloutDataset.open(
+            run_dir / "data", collect_env.observation_space, collect_env.action_space
         )
         model = WorldModel(
             dataset.observation_space, dataset.action_space, {"seed": cfg.seed, **cfg.world_model}
@@ -159,37 +222,73 @@ def train_in_imagination(
             start=cfg.start,
             seed=cfg.seed,
         )
-        preset = agent_preset(cfg.agent)
-        learner = make_agent(preset, VecMonitor(dream), seed=cfg.seed)
+        learner = make_agent(agent_preset(cfg.agent), VecMonitor(dream), seed=cfg.seed)
         learner.set_logger(configure(str(run_dir / "tb"), ["tensorboard"]))
         history: list[dict[str, Any]] = []
-        start_time = time.time()
-        for it in range(cfg.iterations):
-            if it > 0:
+        it, phase, kept = 0, None, 0
+        val: dict[str, float] = {}  # the last fit's held-out losses
+        if last is not None:
+            if len(dataset) < last.episodes:
+                raise GenrlError(
+                    f"{dataset.path} holds {len(dataset)} episodes: expected at least the "
+                    f"{last.episodes} recorded when checkpoint {last.path.name} was written"
+                )
+            last.restore(model, learner)
+            history, it, phase, kept = list(last.history), last.iteration, last.phase, last.episodes
+            val = last.fit_losses
+            log.info("resuming %s after iteration %d's %s phase", run_dir, it, phase)
+            if phase == "done":
+                it, phase = it + 1, None
+        if phase is not None and len(dataset) != kept:
+            raise GenrlError(
+                f"{dataset.path} holds {len(dataset)} episodes: expected {kept}, as recorded by "
+                f"checkpoint {last.path.name}; episodes were added outside this run"
+            )
+        start_time = time.time() - (last.elapsed_s if last is not None else 0.0)
+
+        def checkpoint(phase: str) -> None:
+            elapsed = time.time() - start_time
+            store.save(it, phase, model, learner, len(dataset), dataset.num_steps, elapsed, history, val)
+
+        while not _finished(cfg, history, it):
+            if phase is None:
+                log.info("iteration %d: collecting real steps", it)
+                learner.set_random_seed(_phase_seed(cfg.seed, it, 0))
                 collect(
                     collect_env,
-                    cfg.steps_per_iteration,
-                    learner,
-                    dataset=dataset,
+                    cfg.initial_steps if it == 0 else cfg.steps_per_iteration,
+                    None if it == 0 else learner,
+                    dataset=_Replay(dataset, kept),
                     seed=cfg.seed + it,
-                    epsilon=cfg.epsilon,
+                    epsilon=0.0 if it == 0 else cfg.epsilon,
                     progress=progress,
                 )
-            val = model.fit(dataset, cfg.fit_steps if it == 0 else cfg.refit_steps, writer, progress)
-            # The model changed under the dreams: restart them from real states with the new weights.
-            learner._last_obs = None
-            learner.learn(cfg.dream_steps, reset_num_timesteps=False, progress_bar=progress)
-            row = _evaluate(learner, eval_env, model, dataset, cfg)
-            row.update(
-                iteration=it,
-                real_steps=dataset.num_steps,
-                wall_time_s=time.time() - start_time,
-                world_model_val=val,
-            )
-            history.append(row)
-            _log(writer, row)
-            if cfg.target_return is not None and row["eval_return_mean"] >= cfg.target_return:
-                break
+                kept = len(dataset)
+                phase = "collected"
+                checkpoint(phase)
+            if phase == "collected":
+                log.info("iteration %d: fitting the world model", it)
+                val = model.fit(dataset, cfg.fit_steps if it == 0 else cfg.refit_steps, writer, progress)
+                phase = "fitted"
+                checkpoint(phase)
+            if phase == "fitted":
+                log.info("iteration %d: training the agent in the dream", it)
+                learner.set_random_seed(_phase_seed(cfg.seed, it, 1))
+                # The model changed under the dreams: restart them from real states with the new weights.
+                learner._last_obs = None
+                learner.learn(cfg.dream_steps, reset_num_timesteps=False, progress_bar=progress)
+                row = _evaluate(learner, eval_env, model, dataset, cfg, it)
+                row.update(
+                    iteration=it,
+                    real_steps=dataset.num_steps,
+                    wall_time_s=time.time() - start_time,
+                    world_model_val=val,
+                )
+                history.append(row)
+                _log(writer, row)
+                phase = "done"
+                checkpoint(phase)
+            it, phase = it + 1, None
         model.save(run_dir / "model")
         learner.save(run_dir / "agent.zip")
         save_policy(learner, run_dir / "policy.safetensors")
@@ -201,6 +300,50 @@ def train_in_imagination(
     return TrainResult(run_dir, history, learner, model, dataset)
 
 
+def _finished(cfg: TrainConfig, history: list[dict[str, Any]], it: int) -> bool:
+    if history and cfg.target_return is not None and history[-1]["eval_return_mean"] >= cfg.target_return:
+        return True
+    return it >= cfg.iterations
+
+
+def _phase_seed(seed: int, iteration: int, phase: int) -> int:
+    """A seed per (iteration, phase), so a phase re-run after a resume draws the same numbers."""
+    return (seed * 1_000_003 + iteration * 2 + phase) % 2**31
+
+
+class _Replay:
+    """Stands in for the dataset while a collection runs: episodes that an interrupted run of the
+    same collection already wrote are checked against the replay, not written a second time."""
+
+    def __init__(self, dataset: RolloutDataset, kept: int):
+        self.dataset = dataset
+        self.pending = list(dataset.episodes[kept:])
+        self.diverged = 0
+        if self.pending:
+            log.info("replaying %d episodes recorded before the interruption", len(self.pending))
+
+    def check_spaces(self, observation_space, action_space) -> None:
+        self.dataset.check_spaces(observation_space, action_space)
+
+    def add_episode(self, obs, action, reward, terminated, truncated) -> None:
+        if not self.pending:
+            self.dataset.add_episode(obs, action, reward, terminated, truncated)
+            return
+        recorded = self.pending.pop(0)
+        same = all(
+            np.array_equal(np.asarray(new, dtype=recorded[k].dtype), recorded[k])
+            for k, new in zip(KEYS, (obs, action, reward, terminated, truncated), strict=True)
+        )
+        if not same and not self.diverged:
+            # The recorded episode is real data and stays; only the replay's copy is dropped.
+            warnings.warn(
+                "the resumed collection differs from the episodes recorded before the interruption "
+                "(is the env deterministic under seeding?); kept the recorded ones",
+                stacklevel=2,
+            )
+        self.diverged += not same
+
+
 def _default_run_dir(cfg: TrainConfig) -> Path:
     name = cfg.env_id.split("/")[-1].lower()
     algo = cfg.agent if isinstance(cfg.agent, str) else cfg.agent.get("algorithm", "agent")
@@ -208,9 +351,15 @@ def _default_run_dir(cfg: TrainConfig) -> Path:
 
 
 def _evaluate(
-    agent: BaseAlgorithm, eval_env: gym.Env, model: WorldModel, dataset: RolloutDataset, cfg: TrainConfig
+    agent: BaseAlgorithm,
+    eval_env: DummyVecEnv,
+    model: WorldModel,
+    dataset: RolloutDataset,
+    cfg: TrainConfig,
+    iteration: int,
 ) -> dict[str, Any]:
     """Deterministic returns in the real env and in the dream, and their gap."""
+    eval_env.seed(cfg.seed + 10_000 + iteration)
     real, real_lengths = evaluate_policy(
         agent, eval_env, cfg.eval_episodes, deterministic=True, return_episode_rewards=True
     )

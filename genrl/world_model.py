@@ -293,7 +293,8 @@ class WorldModel(nn.Module):
                 bar.update(1)
                 bar.set_postfix(loss=f"{total.item():.3f}", refresh=False)
         self.eval()
-        metrics = self.evaluate_losses(dataset.subset(val_idx) if val_idx else train, rng)
+        with _seeded(c.seed + int(self.trained_steps)):  # the VAE samples: same data, same figures
+            metrics = self.evaluate_losses(dataset.subset(val_idx) if val_idx else train, rng)
         if writer is not None:
             for k, v in metrics.items():
                 writer.add_scalar(f"world_model/val/{k}", v, int(self.trained_steps))

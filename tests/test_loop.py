@@ -129,9 +129,11 @@ def test_config_resolution():
         resolve_config("cartpole", horizn=3)
 
 
-def test_refuses_to_reuse_a_run_folder(run):
+def test_refuses_a_run_folder_with_other_settings(run):
     run_dir, result = run
     before = RolloutDataset.load(run_dir / "data").num_steps
-    with pytest.raises(GenrlError, match="already holds a run"):
+    with pytest.raises(
+        GenrlError, match=r"holds a run with other settings \(initial_steps: 300 there, 1000 now"
+    ):
         genrl.train_in_imagination("CartPole-v1", run_dir=run_dir, progress=False, iterations=1)
     assert RolloutDataset.load(run_dir / "data").num_steps == before == result.dataset.num_steps
