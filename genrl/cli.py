@@ -8,6 +8,7 @@ exit code 2, never a traceback.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import warnings
@@ -32,7 +33,7 @@ from genrl.dataset import RolloutDataset
 from genrl.dream_env import DreamEnv
 from genrl.errors import GenrlError
 from genrl.fileio import read_json
-from genrl.loop import resolve_config, train_in_imagination
+from genrl.loop import default_run_dir, resolve_config, resume, train_in_imagination
 from genrl.world_model import WorldModel
 
 console = Console()
@@ -42,17 +43,34 @@ console = Console()
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    """Run the whole loop and print one row per iteration."""
-    result = train_in_imagination(
-        args.env,
-        agent=args.agent,
-        seed=args.seed,
-        run_dir=args.run_dir,
-        progress=args.progress,
-        iterations=args.iterations,
-        dream_steps=args.dream_steps,
-    )
-    table = Table(title=f"genrl train {args.env}")
+    """Run the whole loop (or continue a killed run) and print one row per iteration."""
+    if args.resume is not None:
+        flags = {"env": "ENV", "agent": "--agent", "seed": "--seed", "run_dir": "--run-dir"}
+        flags["dream_steps"] = "--dream-steps"
+        given = [flag for key, flag in flags.items() if getattr(args, key) is not None]
+        if given:
+            raise GenrlError(
+                f"--resume takes the run's own settings: expected only --iterations beside it, got {given}"
+            )
+        run_dir = Path(args.resume)
+        extra = {"iterations": args.iterations} if args.iterations is not None else {}
+        call = lambda: resume(run_dir, progress=args.progress, **extra)  # noqa: E731
+    elif args.env is None:
+        raise GenrlError("expected an ENV to train on, or --resume RUN_DIR to continue a run")
+    else:
+        overrides = {"iterations": args.iterations, "dream_steps": args.dream_steps}
+        cfg = resolve_config(args.env, agent=args.agent, seed=args.seed, **overrides)
+        run_dir = Path(args.run_dir) if args.run_dir is not None else default_run_dir(cfg)
+        call = lambda: train_in_imagination(  # noqa: E731
+            args.env, agent=args.agent, seed=args.seed, run_dir=run_dir, progress=args.progress, **overrides
+        )
+    try:
+        result = call()
+    except KeyboardInterrupt:
+        print(f"genrl: interrupted; `genrl train --resume {run_dir}` continues the run", file=sys.stderr)
+        return 130
+    env_id = read_json(result.run_dir / "config.json", "the run's config").get("env_id")
+    table = Table(title=f"genrl train {env_id}")
     for name in ("iter", "real steps", "real return", "dream return", "dream-real", "time (s)"):
         table.add_column(name, justify="right", no_wrap=True)
     for row in result.history:
@@ -236,9 +254,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "train", parents=[_common(None)], help="collect, fit, train an agent in the dream, repeat"
     )
-    p.add_argument("env", metavar="ENV", help=env_help)
+    p.add_argument("env", metavar="ENV", nargs="?", help=env_help)
     p.add_argument("--agent", help="agent preset name or YAML path (default: the env preset's)")
-    p.add_argument("--run-dir", help="run folder (default: runs/ENV-AGENT-seedN-TIME)")
+    p.add_argument(
+        "--run-dir",
+        help="run folder (default: runs/ENV-AGENT-seedN-TIME); one holding the same run is resumed",
+    )
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue a killed run from its last checkpoint")
     p.add_argument("--iterations", type=_positive_int, help="loop iterations (default: the preset's)")
     p.add_argument("--dream-steps", type=_positive_int, help="agent steps in the dream per iteration")
     p.set_defaults(func=cmd_train)
@@ -276,6 +298,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is when a message comes (pytest and notebooks swap it)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
+def _log_to_stderr() -> None:
+    """Show the loop's phase messages (``genrl: iteration 1: fitting ...``) once per process."""
+    logger = logging.getLogger("genrl")
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("genrl: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``genrl`` command; returns the exit code."""
     parser = build_parser()
@@ -287,6 +331,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # computing, and on a shared machine it would claim every core. OMP_NUM_THREADS still wins.
     if "OMP_NUM_THREADS" not in os.environ:
         torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
+    _log_to_stderr()
     if os.environ.get("GENRL_PROGRESS", "1") == "0":
         args.progress = False  # also hides SB3's own progress bar, which does not read the variable
     try:

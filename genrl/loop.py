@@ -139,7 +139,7 @@ def train_in_imagination(
     :param overrides: any :class:`TrainConfig` field
     """
     cfg = resolve_config(env, agent=agent, seed=seed, **overrides)
-    run_dir = Path(run_dir) if run_dir is not None else _default_run_dir(cfg)
+    run_dir = Path(run_dir) if run_dir is not None else default_run_dir(cfg)
     if (run_dir / "config.json").exists():
         _check_same_run(run_dir, cfg)
     elif (run_dir / "data" / "dataset.json").exists():
@@ -201,6 +201,8 @@ def _run(cfg: TrainConfig, run_dir: Path, progress: bool) -> TrainResult:
     write_json(run_dir / "config.json", dataclasses.asdict(cfg))
     store = CheckpointStore(run_dir / "checkpoints", cfg.keep_checkpoints)
     store.remove_partial()
+    for stale in run_dir.rglob(".*.tmp"):  # half-written files of a killed atomic write
+        stale.unlink(missing_ok=True)
     last = store.latest()
     writer = SummaryWriter(str(run_dir / "tb"))
     collect_env = make_env(cfg.env_id)
@@ -344,7 +346,8 @@ class _Replay:
         self.diverged += not same
 
 
-def _default_run_dir(cfg: TrainConfig) -> Path:
+def default_run_dir(cfg: TrainConfig) -> Path:
+    """``runs/<env>-<algorithm>-seed<N>-<time>``: a new folder for each new run."""
     name = cfg.env_id.split("/")[-1].lower()
     algo = cfg.agent if isinstance(cfg.agent, str) else cfg.agent.get("algorithm", "agent")
     return Path("runs") / f"{name}-{algo}-seed{cfg.seed}-{time.strftime('%Y%m%d-%H%M%S')}"

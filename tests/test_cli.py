@@ -76,3 +76,12 @@ def test_train_then_eval(capsys, tmp_path):
     assert [row["real_steps"] for row in summary["history"]] == [200, 300]
     assert main(["eval", str(run_dir), "--episodes", "2"]) == 0
     assert "CartPole-v1: real return" in capsys.readouterr().out
+    # --resume continues with the run's own settings; here it extends the run by one iteration.
+    assert main(["train", "--resume", str(run_dir), "--iterations", "3", "--no-progress"]) == 0
+    captured = capsys.readouterr()
+    assert "Trained on 400 real env steps" in captured.out
+    assert "genrl: resuming" in captured.err and "genrl: iteration 2: collecting real steps" in captured.err
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert [row["real_steps"] for row in summary["history"]] == [200, 300, 400]
+    _one_line_error(capsys, ["train", "--resume", str(run_dir), "--seed", "0"], "got ['--seed']")
+    _one_line_error(capsys, ["train"], "expected an ENV to train on, or --resume RUN_DIR")
