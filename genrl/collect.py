@@ -13,6 +13,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from genrl.dataset import RolloutDataset
 from genrl.errors import GenrlError
 from genrl.progress import progress_bar
+from genrl.spaces import ActionCodec
 
 Policy = Callable[[np.ndarray], Any]
 
@@ -68,8 +69,8 @@ def collect(
             )
         else:
             dataset.check_spaces(obs_space, act_space)
-        act = _as_policy(policy, venv, deterministic)
-        _run(venv, int(steps), act, dataset, seed, epsilon, progress)
+        act = _as_policy(policy, venv, deterministic, ActionCodec(act_space))
+        _run(venv, int(steps), act, dataset, seed, epsilon, progress, check_obs=policy is not None)
     finally:
         if owned:
             venv.close()
@@ -88,14 +89,33 @@ def _as_vector_env(env: str | gym.Env | VectorEnv) -> tuple[VectorEnv, bool]:
     raise GenrlError(f"env must be an env id, a gymnasium.Env or a vector env, got {type(env).__name__}")
 
 
-def _as_policy(policy: Any, venv: VectorEnv, deterministic: bool) -> Policy:
+def _as_policy(policy: Any, venv: VectorEnv, deterministic: bool, codec: ActionCodec) -> Policy:
+    """The policy as a callable from a batch of observations to a validated batch of actions."""
     if policy is None:
         return lambda obs: venv.action_space.sample()
     if hasattr(policy, "predict"):
-        return lambda obs: policy.predict(obs, deterministic=deterministic)[0]
-    if callable(policy):
-        return policy
-    raise GenrlError(f"policy must be None, an SB3 model or a callable, got {type(policy).__name__}")
+        act = lambda obs: policy.predict(obs, deterministic=deterministic)[0]  # noqa: E731
+    elif callable(policy):
+        act = policy
+    else:
+        raise GenrlError(f"policy must be None, an SB3 model or a callable, got {type(policy).__name__}")
+    # Checked here, where they enter: a bad action would otherwise fail inside the env or the dataset.
+    return lambda obs: codec.as_batch(act(obs), venv.num_envs, "actions from the policy")
+
+
+def _check_finite(values: np.ndarray, what: str, env: int, first_step: int) -> None:
+    """Envs must return finite observations and rewards: NaN would poison the dataset and the model.
+
+    ``values`` are one episode's, over time; ``values[0]`` belongs to step ``first_step`` (0: the reset).
+    """
+    finite = np.isfinite(values)
+    if not finite.all():
+        where = tuple(np.argwhere(~finite)[0])
+        step = first_step + int(where[0])
+        raise GenrlError(
+            f"the env returned non-finite {what}: expected finite values, got {values[where].item()!r} "
+            f"(env {env}, step {step} of an episode{', its reset' if step == 0 else ''})"
+        )
 
 
 def _run(
@@ -106,7 +126,13 @@ def _run(
     seed: int | None,
     epsilon: float,
     progress: bool,
+    check_obs: bool,
 ) -> None:
+    """Step ``venv`` until ``steps`` transitions are recorded.
+
+    Episodes are checked for NaN and inf as they are stored; ``check_obs`` also checks each step's
+    observations before a policy acts on them, so that a bad env is not reported as a bad policy.
+    """
     n = venv.num_envs
     mode = venv.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
     if mode not in (AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP):
@@ -114,11 +140,13 @@ def _run(
     rng = np.random.default_rng(seed)
     venv.action_space.seed(seed)
     obs, _ = venv.reset(seed=seed)
-    episodes = [_Episode(obs[i]) for i in range(n)]
+    episodes = [_Episode(i, obs[i]) for i in range(n)]
     resetting = np.zeros(n, dtype=bool)  # NEXT_STEP: this env's next step() only resets it
     recorded = 0
     with progress_bar(total=steps, desc="collect", unit="step", disable=not progress) as bar:
         while recorded < steps:
+            if check_obs and not np.isfinite(obs).all():
+                episodes[int(np.argwhere(~np.isfinite(obs))[0][0])].check_finite()
             action = np.asarray(policy(obs))
             if epsilon > 0:
                 explore = rng.random(n) < epsilon
@@ -128,7 +156,7 @@ def _run(
             next_obs, reward, terminated, truncated, info = venv.step(action)
             for i in range(n):
                 if resetting[i]:
-                    episodes[i] = _Episode(next_obs[i])
+                    episodes[i] = _Episode(i, next_obs[i])
                     continue
                 if recorded >= steps:
                     continue
@@ -141,7 +169,7 @@ def _run(
                 bar.update(1)
                 if done:
                     episodes[i].flush(dataset)
-                    episodes[i] = _Episode(next_obs[i])
+                    episodes[i] = _Episode(i, next_obs[i])
             resetting = (terminated | truncated) if mode == AutoresetMode.NEXT_STEP else np.zeros(n, bool)
             obs = next_obs
     for episode in episodes:
@@ -151,7 +179,8 @@ def _run(
 class _Episode:
     """One env's episode being recorded."""
 
-    def __init__(self, first_obs: np.ndarray):
+    def __init__(self, env: int, first_obs: np.ndarray):
+        self.env = env
         self.obs = [np.array(first_obs)]
         self.action, self.reward, self.terminated, self.truncated = [], [], [], []
 
@@ -162,12 +191,19 @@ class _Episode:
         self.truncated.append(bool(truncated))
         self.obs.append(np.array(next_obs))
 
+    def check_finite(self) -> None:
+        """Raise GenrlError naming the env and step if the env returned NaN or inf so far."""
+        _check_finite(np.stack(self.obs), "observations", self.env, first_step=0)
+        _check_finite(np.array(self.reward), "rewards", self.env, first_step=1)
+
     def flush(self, dataset: RolloutDataset, cut: bool = False) -> None:
         """Store the episode; ``cut`` marks one that collection stopped as truncated."""
         if not self.action:
             return
         if cut and not (self.terminated[-1] or self.truncated[-1]):
             self.truncated[-1] = True
+        # Checked once per episode rather than on every step, so that collection stays fast.
+        self.check_finite()
         dataset.add_episode(
             np.stack(self.obs),
             np.stack(self.action),

@@ -15,6 +15,7 @@ from gymnasium import spaces
 
 from genrl.dataset import RolloutDataset
 from genrl.errors import GenrlError
+from genrl.spaces import check_spaces_match
 from genrl.world_model import WorldModel
 
 ObsMode = Literal["decoded", "latent"]
@@ -72,7 +73,13 @@ class DreamBatch:
         self._pool: torch.Tensor | None = None
         self._pool_episodes = 0
         if dataset is not None:
-            model.check_env_spaces(dataset.observation_space, dataset.action_space)
+            if not isinstance(dataset, RolloutDataset):
+                raise GenrlError(
+                    f"dataset must be a RolloutDataset (RolloutDataset.load(path) opens a folder) or None, "
+                    f"got {type(dataset).__name__}"
+                )
+            mine = (model.observation_space, model.action_space)
+            check_spaces_match(mine, (dataset.observation_space, dataset.action_space), "model", "dataset")
         device = model.device
         self.generator = torch.Generator(device=device)
         self.seed(seed)
@@ -87,7 +94,13 @@ class DreamBatch:
         self.action_space = model.action_space
 
     def seed(self, seed: int | None) -> None:
-        self.generator.manual_seed(int(seed) if seed is not None else int(torch.seed()) % 2**63)
+        """Seed the dreams' own generator; ``None`` draws fresh entropy from the OS.
+
+        Never ``torch.seed()``: that would reseed torch's global generator for everyone else.
+        """
+        if seed is None:
+            seed = int(np.random.default_rng().integers(2**63 - 1))
+        self.generator.manual_seed(int(seed))
 
     def _start_pool(self) -> torch.Tensor:
         if self.dataset is not None and len(self.dataset):

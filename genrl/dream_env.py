@@ -74,10 +74,17 @@ class DreamEnv(gym.Env):
         return self.dream.render(self._obs)
 
     def _check_obs(self, obs: Any) -> torch.Tensor:
-        arr = np.asarray(obs, dtype=np.float32)
-        expected = self.model.observation_space.shape
-        if arr.shape != expected or not np.all(np.isfinite(arr)):
-            raise GenrlError(f"initial_obs: expected a finite array of shape {expected}, got {arr.shape}")
+        expected = f"a finite array of shape {self.model.observation_space.shape}"
+        try:
+            arr = np.asarray(obs, dtype=np.float32)
+        except (ValueError, TypeError):
+            given = f"a {type(obs).__name__} that is not one"
+            raise GenrlError(f"initial_obs: expected {expected}, got {given}") from None
+        if arr.shape != self.model.observation_space.shape:
+            raise GenrlError(f"initial_obs: expected {expected}, got shape {arr.shape}")
+        if not np.all(np.isfinite(arr)):
+            bad = int(np.sum(~np.isfinite(arr)))
+            raise GenrlError(f"initial_obs: expected {expected}, got one with {bad} NaN or inf value(s)")
         return torch.as_tensor(arr[None])
 
     def _to_numpy(self, obs: torch.Tensor) -> np.ndarray:

@@ -43,7 +43,6 @@ class DreamVecEnv(VecEnv):
         self._actions: torch.Tensor | None = None
         super().__init__(n_envs, self.dream.observation_space, self.dream.action_space)
         self._obs_dtype = self.observation_space.dtype
-        self._discrete = self.model.actions.discrete
 
     # ---- the VecEnv protocol -----------------------------------------------------------------
 
@@ -56,15 +55,9 @@ class DreamVecEnv(VecEnv):
         return self._last_obs
 
     def step_async(self, actions: np.ndarray) -> None:
-        actions = np.asarray(actions)
-        expected = (self.num_envs,) if self._discrete else (self.num_envs, *self.action_space.shape)
-        # Accept e.g. a column (n_envs, 1) of discrete actions, but never regroup actions across envs.
-        if actions.shape[:1] == expected[:1] and actions.size == int(np.prod(expected)):
-            actions = actions.reshape(expected)
-        if actions.shape != expected:
-            raise GenrlError(f"actions: expected shape {expected}, got {actions.shape}")
-        self.model.actions.check_batch(actions)
-        self._actions = torch.as_tensor(actions)
+        # Validated once per batch, vectorised: this runs on every step of every dream.
+        actions = self.model.actions.as_batch(actions, self.num_envs)
+        self._actions = torch.as_tensor(np.ascontiguousarray(actions))
 
     def step_wait(self) -> VecEnvStepReturn:
         if self._actions is None:

@@ -108,31 +108,82 @@ class ActionCodec:
 
     def check(self, action: Any) -> np.ndarray:
         """Validate one env action, returning it as an array; GenrlError says what was wrong."""
-        arr = np.asarray(action)
+        arr = _as_array(action, "invalid action")
         if self.discrete:
-            if arr.size != 1 or not np.issubdtype(arr.dtype, np.integer) and not _is_whole(arr):
-                raise GenrlError(f"invalid action: expected an integer in {self.space}, got {action!r}")
-            if not self.space.contains(int(arr.reshape(()))):
-                raise GenrlError(f"invalid action: expected an integer in {self.space}, got {action!r}")
+            if arr.size != 1 or not self._in_range(arr).all():
+                raise GenrlError(
+                    f"invalid action: expected an integer in {self.space}, got {_describe(action)}"
+                )
             return arr.reshape(()).astype(np.int64)
         if arr.shape != self.space.shape:
-            raise GenrlError(
-                f"invalid action: expected shape {self.space.shape}, got shape {arr.shape} ({action!r})"
-            )
-        if not np.issubdtype(arr.dtype, np.number) or not np.all(np.isfinite(arr)):
-            raise GenrlError(f"invalid action: expected finite numbers, got {action!r}")
+            given = f"shape {arr.shape} ({_describe(action)})"
+            raise GenrlError(f"invalid action: expected shape {self.space.shape}, got {given}")
+        if arr.dtype.kind not in "iuf" or not np.all(np.isfinite(arr)):
+            raise GenrlError(f"invalid action: expected finite numbers, got {_describe(action)}")
         return arr.astype(np.float32)
 
-    def check_batch(self, actions: np.ndarray) -> None:
-        """Validate a batch of env actions (shape checked by the caller); GenrlError says what was wrong."""
+    def check_batch(self, actions: np.ndarray, what: str = "actions") -> None:
+        """Validate a batch of env actions at once (shape checked by the caller).
+
+        Vectorised, as it runs on every step of a batched dream; the GenrlError names the first bad one.
+        """
         arr = np.asarray(actions)
         if self.discrete:
-            whole = np.issubdtype(arr.dtype, np.integer) or _is_whole(arr)
-            if not whole or np.any((arr < self._start) | (arr >= self._start + self.dim)):
-                raise GenrlError(f"invalid actions: expected integers in {self.space}, got {arr!r}")
-        elif not np.issubdtype(arr.dtype, np.number) or not np.all(np.isfinite(arr)):
-            raise GenrlError(f"invalid actions: expected finite numbers, got {arr!r}")
+            expected = f"integers in {self.space}"
+            if arr.dtype.kind not in "iuf":
+                raise GenrlError(f"invalid {what}: expected {expected}, got dtype {arr.dtype}")
+            bad = ~self._in_range(arr)
+        else:
+            expected = "finite numbers"
+            if arr.dtype.kind in "iu":
+                return
+            if arr.dtype.kind != "f":
+                raise GenrlError(f"invalid {what}: expected {expected}, got dtype {arr.dtype}")
+            bad = ~np.isfinite(arr)
+        if bad.any():
+            first = tuple(np.argwhere(bad)[0])
+            where = f" at batch index {first[0]}" if first else ""
+            raise GenrlError(f"invalid {what}: expected {expected}, got {arr[first].item()!r}{where}")
+
+    def as_batch(self, actions: Any, n: int, what: str = "actions") -> np.ndarray:
+        """Validate the actions of ``n`` envs at once; returns them as one array (n, *action_shape).
+
+        A column (n, 1) of discrete actions is accepted, but actions are never regrouped across
+        envs. Discrete actions come back as int64.
+        """
+        arr = _as_array(actions, f"invalid {what}")
+        expected = (n,) if self.discrete else (n, *self.space.shape)
+        if arr.shape != expected and arr.shape[:1] == expected[:1] and arr.size == int(np.prod(expected)):
+            arr = arr.reshape(expected)
+        if arr.shape != expected:
+            given = f"shape {arr.shape} ({_describe(actions)})"
+            raise GenrlError(f"invalid {what}: expected shape {expected}, got {given}")
+        self.check_batch(arr, what)
+        return arr.astype(np.int64, copy=False) if self.discrete else arr
+
+    def _in_range(self, arr: np.ndarray) -> np.ndarray:
+        """Which entries are valid discrete actions: whole numbers in range (NaN and other dtypes are not)."""
+        if arr.dtype.kind not in "iuf":
+            return np.zeros(arr.shape, dtype=bool)
+        ok = (arr >= self._start) & (arr < self._start + self.dim)
+        return ok & (arr == np.round(arr)) if arr.dtype.kind == "f" else ok
 
 
-def _is_whole(arr: np.ndarray) -> bool:
-    return np.issubdtype(arr.dtype, np.floating) and bool(np.all(arr == np.round(arr)))
+def _as_array(value: Any, what: str) -> np.ndarray:
+    try:
+        return np.asarray(value)
+    except (ValueError, TypeError):  # e.g. ragged nested lists
+        raise GenrlError(f"{what}: expected an array, got {_describe(value)}, which is not one") from None
+
+
+def _describe(value: Any, limit: int = 100) -> str:
+    """A short one-line rendering of any value, for error messages."""
+    if isinstance(value, np.ndarray):
+        text = np.array2string(value, separator=", ", threshold=8, edgeitems=2, max_line_width=10**6)
+        text = f"array({text}, dtype={value.dtype})"
+    elif isinstance(value, np.generic):
+        text = repr(value.item())
+    else:
+        text = repr(value)
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
