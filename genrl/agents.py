@@ -17,7 +17,7 @@ from stable_baselines3.common.utils import LinearSchedule
 from stable_baselines3.common.vec_env import VecEnv
 
 from genrl.errors import GenrlError
-from genrl.fileio import atomic_write
+from genrl.fileio import atomic_write, check_tensors, one_line
 from genrl.presets import load_preset
 
 ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "a2c": A2C, "dqn": DQN, "sac": SAC, "td3": TD3}
@@ -71,9 +71,18 @@ def save_policy(agent: BaseAlgorithm, path: str | Path) -> None:
 
 
 def load_policy(agent: BaseAlgorithm, path: str | Path) -> BaseAlgorithm:
-    """Load weights written by :func:`save_policy` into an agent built from the same preset."""
+    """Load weights written by :func:`save_policy` into an agent built from the same preset.
+
+    Every tensor is checked against the agent's policy first, so a bad file leaves the agent as it was.
+    """
+    path = Path(path)
+    mismatch = f"{path}: expected policy weights matching the agent preset"
+    if not path.is_file():
+        raise GenrlError(f"{mismatch}, found no such file")
     try:
-        agent.policy.load_state_dict(load_file(str(path), device=str(agent.device)))
-    except Exception as exc:  # safetensors and torch raise several types for a foreign file
-        raise GenrlError(f"{path}: expected policy weights matching the agent preset ({exc})") from None
+        state = load_file(str(path), device=str(agent.device))
+    except Exception as exc:  # safetensors raises SafetensorError, OSError, ValueError... on a foreign file
+        raise GenrlError(f"{mismatch}, got an unreadable file ({one_line(exc)})") from None
+    check_tensors(state, agent.policy.state_dict(), mismatch)
+    agent.policy.load_state_dict(state)
     return agent

@@ -11,13 +11,14 @@ On-disk schema (version 1), one folder per dataset::
         terminated  (T,) bool                   only the last step may be True
         truncated   (T,) bool                   last step only (time limit or collection stopped)
 
-Files are numpy ``.npz`` archives read with ``allow_pickle=False``, so loading never runs code.
+Files are numpy ``.npz`` archives (as ``np.savez`` writes them). Loading reads arrays of numbers
+and booleans only, never pickles, and checks each array's header against the bytes it holds, so
+loading never runs code or allocates more than the file holds.
 """
 
 from __future__ import annotations
 
 import os
-import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -25,7 +26,7 @@ import numpy as np
 from gymnasium import spaces
 
 from genrl.errors import GenrlError
-from genrl.fileio import atomic_write, check_format, read_json, write_json
+from genrl.fileio import atomic_write, check_format, read_json, read_npz, write_json
 from genrl.spaces import ActionCodec, check_spaces_match, check_supported, space_from_json, space_to_json
 
 FORMAT = "genrl.rollouts"
@@ -75,10 +76,13 @@ class RolloutDataset:
         path = Path(path)
         meta = read_json(path / "dataset.json", "a genrl dataset (dataset.json)")
         check_format(meta, FORMAT, VERSION, path / "dataset.json")
-        obs_space = space_from_json(meta.get("observation_space", {}))
-        act_space = space_from_json(meta.get("action_space", {}))
+        try:
+            obs_space = space_from_json(meta.get("observation_space"))
+            act_space = space_from_json(meta.get("action_space"))
+            check_supported(obs_space, act_space)
+        except GenrlError as exc:
+            raise GenrlError(f"{path / 'dataset.json'}: {exc}") from None
         ds = cls.__new__(cls)
-        check_supported(obs_space, act_space)
         ds.observation_space, ds.action_space, ds.path = obs_space, act_space, path
         ds.episodes, ds._flat = [], None
         for file in sorted((path / "episodes").glob("*.npz")):
@@ -142,6 +146,10 @@ class RolloutDataset:
         missing = [k for k in KEYS if k not in ep]
         if missing:
             raise GenrlError(f"{source}: expected episode arrays {list(KEYS)}, missing {missing}")
+        for key in KEYS:
+            given = np.asarray(ep[key]).dtype
+            if given.kind not in "biuf":  # strings, objects, complex or structured values cannot be cast
+                raise GenrlError(f"{source}: expected {key} to hold numbers or booleans, got dtype {given}")
         obs = np.asarray(ep["obs"], dtype=np.float32)
         steps = obs.shape[0] - 1 if obs.ndim > 0 else -1
         if steps < 1 or obs.shape[1:] != self.observation_space.shape:
@@ -166,6 +174,8 @@ class RolloutDataset:
             arr = np.asarray(ep[key])
             if arr.shape != (steps,):
                 raise GenrlError(f"{source}: expected {key} of shape ({steps},), got {arr.shape}")
+            if dtype is bool and arr.dtype != bool and not np.isin(arr, (0, 1)).all():
+                raise GenrlError(f"{source}: expected {key} to hold booleans (or 0 and 1), got other values")
             out[key] = arr.astype(dtype)
         for key in ("obs", "action", "reward"):
             if not np.all(np.isfinite(out[key])):
@@ -248,8 +258,4 @@ class RolloutDataset:
 
 
 def _read_episode(file: Path) -> dict[str, np.ndarray]:
-    try:
-        with np.load(file, allow_pickle=False) as data:
-            return {k: data[k] for k in data.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise GenrlError(f"{file}: expected a genrl episode (.npz), got an unreadable file ({exc})") from None
+    return read_npz(file, KEYS, "a genrl episode (.npz)")  # a missing array is reported by _validate

@@ -1,13 +1,17 @@
-"""Atomic file writes and safe JSON reads, shared by every module that touches disk."""
+"""Atomic file writes and safe reads (JSON, .npz, tensors), shared by every module that touches disk."""
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
-from collections.abc import Callable
+import zipfile
+from collections.abc import Callable, Collection, Iterable, Mapping
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from genrl.errors import GenrlError
 
@@ -42,9 +46,11 @@ def read_json(path: str | os.PathLike, what: str) -> dict:
     if not path.is_file():
         raise GenrlError(f"expected {what} at {path}, found no such file")
     try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise GenrlError(f"expected {what} in {path}, got a file that is not valid JSON ({exc})") from None
+        data = json.loads(path.read_bytes())  # bytes: JSON's own encoding detection, not the locale's
+    except (ValueError, RecursionError) as exc:  # bad JSON or UTF-8, a huge integer; nesting too deep
+        raise GenrlError(
+            f"expected {what} in {path}, got a file that is not valid JSON ({one_line(exc)})"
+        ) from None
     if not isinstance(data, dict):
         raise GenrlError(f"expected {what} in {path}, got JSON of type {type(data).__name__}")
     return data
@@ -53,8 +59,115 @@ def read_json(path: str | os.PathLike, what: str) -> dict:
 def check_format(meta: dict, fmt: str, version: int, path: str | os.PathLike) -> None:
     """Reject files of another kind or a newer version with a message a user can act on."""
     if meta.get("format") != fmt:
-        raise GenrlError(f"expected a {fmt} file at {path}, got format {meta.get('format')!r}")
-    if meta.get("version") != version:
-        raise GenrlError(
-            f"{path} is {fmt} version {meta.get('version')!r}; this genrl reads version {version}"
+        raise GenrlError(f"expected a {fmt} file at {path}, got format {brief(meta.get('format'))}")
+    given = meta.get("version")
+    if isinstance(given, bool) or given != version:
+        raise GenrlError(f"{path} is {fmt} version {brief(given)}; this genrl reads version {version}")
+
+
+def read_npz(path: str | os.PathLike, keys: Iterable[str], what: str) -> dict[str, np.ndarray]:
+    """The arrays ``keys`` of an ``.npz`` (those it has), read without pickle and without trusting headers.
+
+    ``np.load`` allocates whatever shape an ``.npy`` header claims before reading any data, so one
+    flipped digit can ask for terabytes. Here each member's header is checked against the bytes the
+    member holds first, and only arrays of numbers and booleans are read: pickle is never involved.
+    A damaged file is a GenrlError saying it is not ``what``.
+    """
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        with zipfile.ZipFile(path) as archive:
+            members = {info.filename: info for info in archive.infolist()}
+            return {
+                key: _read_npy_member(archive, members[f"{key}.npy"], size)
+                for key in keys
+                if f"{key}.npy" in members
+            }
+    except MemoryError:  # not a damaged file: the checks exist so that this cannot happen
+        raise
+    except Exception as exc:  # zipfile and numpy's header parser raise many types on a damaged archive
+        # (BadZipFile, ValueError, tokenize.TokenError, zlib.error, EOFError, NotImplementedError...)
+        raise GenrlError(f"{path}: expected {what}, got an unreadable file ({one_line(exc)})") from None
+
+
+class _Unreadable(Exception):
+    """Why an ``.npz`` member cannot be read; becomes the reason in the GenrlError."""
+
+
+def _read_npy_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, archive_size: int) -> np.ndarray:
+    name = info.filename
+    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):  # what np.savez* write
+        raise _Unreadable(f"{name} uses compression method {info.compress_type}; expected none or deflate")
+    # Deflate expands at most about 1032-fold: a larger claimed size is a damaged or hostile header.
+    if info.compress_size > archive_size or info.file_size > 1032 * info.compress_size + 1024:
+        raise _Unreadable(f"{name} claims {info.file_size} bytes in an archive of {archive_size}")
+    with archive.open(info) as f:
+        version = np.lib.format.read_magic(f)
+        if version not in ((1, 0), (2, 0)):
+            raise _Unreadable(f"{name} is .npy version {version}; expected 1.0 or 2.0")
+        read_header = (
+            np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
         )
+        shape, fortran_order, dtype = read_header(f)
+        if dtype.kind not in "biuf":  # never "O": object arrays are pickles
+            raise _Unreadable(f"{name} holds dtype {dtype}; expected numbers or booleans")
+        nbytes = math.prod(shape) * dtype.itemsize
+        if min(shape, default=0) < 0 or nbytes > info.file_size:
+            raise _Unreadable(f"{name} claims shape {shape} of {dtype} but holds only {info.file_size} bytes")
+        data = f.read(nbytes)
+        if len(data) != nbytes or f.read(1):  # reading to the end also checks the member's CRC
+            raise _Unreadable(f"{name} does not hold exactly the data of shape {shape} of {dtype}")
+    array = np.frombuffer(bytearray(data), dtype=dtype)
+    return array.reshape(shape[::-1]).T if fortran_order else array.reshape(shape)
+
+
+def check_tensors(
+    state: Mapping[str, Any],
+    expected: Mapping[str, Any],
+    mismatch: str,
+    any_length: Collection[str] = (),
+    may_be_infinite: Collection[str] = (),
+) -> None:
+    """Check tensors read from a file against the ones they will be loaded into, before loading.
+
+    Names, shapes (``any_length``: all but the first dimension) and the kind of dtype must match,
+    and floating values must be finite (``may_be_infinite``: not NaN), so a loaded module is never
+    half-written or silently broken. A GenrlError starts with ``mismatch`` and says what differs.
+    """
+    missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise GenrlError(f"{mismatch} (missing tensors {brief(missing)}, unexpected {brief(unexpected)})")
+    for key, ref in expected.items():
+        got = state[key]
+        if key in any_length:
+            shape_ok = got.dim() == ref.dim() and got.shape[1:] == ref.shape[1:]
+            want = "(" + ", ".join(["N", *map(str, ref.shape[1:])]) + ")"
+        else:
+            shape_ok, want = got.shape == ref.shape, str(tuple(ref.shape))
+        if not shape_ok:
+            raise GenrlError(f"{mismatch} (expected {key} of shape {want}, got {tuple(got.shape)})")
+        if _dtype_kind(got) != _dtype_kind(ref):
+            raise GenrlError(f"{mismatch} (expected {key} of {_dtype_kind(ref)} dtype, got {got.dtype})")
+        if got.is_floating_point() or got.is_complex():
+            bad = got.isnan() if key in may_be_infinite else ~got.isfinite()
+            if bad.any():
+                raise GenrlError(f"{mismatch} ({key} holds NaN or infinite values)")
+
+
+def _dtype_kind(tensor: Any) -> str:
+    if tensor.is_floating_point():
+        return "floating point"
+    if tensor.is_complex():
+        return "complex"
+    return "bool" if str(tensor.dtype) == "torch.bool" else "integer"
+
+
+def brief(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` on one line, shortened: for error messages about values read from files."""
+    text = " ".join(repr(value).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception's message on one line (parsers like YAML's report over several)."""
+    return " ".join(str(exc).split()) or type(exc).__name__

@@ -8,6 +8,7 @@ from typing import Any, Literal
 import yaml
 
 from genrl.errors import GenrlError
+from genrl.fileio import one_line
 
 Kind = Literal["envs", "agents"]
 _PACKAGE = Path(__file__).resolve().parent
@@ -36,9 +37,10 @@ def load_preset(kind: Kind, name: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise GenrlError(f"expected an {_LABEL[kind]} preset file at {path}, found no such file")
     try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise GenrlError(f"{path}: expected valid YAML ({exc})") from None
+        # Bytes, so YAML detects the encoding itself (UTF-8/16) rather than the locale deciding.
+        data = yaml.safe_load(path.read_bytes())
+    except Exception as exc:  # besides YAMLError: ValueError (a date like 2001-13-45), RecursionError...
+        raise GenrlError(f"{path}: expected valid YAML ({one_line(exc)})") from None
     if not isinstance(data, dict):
         raise GenrlError(f"{path}: expected a mapping of settings, got {type(data).__name__}")
     return data

@@ -5,6 +5,7 @@ Every module that touches a space goes through here, so "supported" means one th
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -12,6 +13,7 @@ import torch
 from gymnasium import spaces
 
 from genrl.errors import GenrlError
+from genrl.fileio import brief, one_line
 
 
 def check_supported(observation_space: spaces.Space, action_space: spaces.Space) -> None:
@@ -41,21 +43,88 @@ def space_to_json(space: spaces.Space) -> dict[str, Any]:
     raise GenrlError(f"cannot serialise space: expected Discrete or Box, got {space!r}")
 
 
-def space_from_json(data: dict[str, Any]) -> spaces.Space:
-    """Inverse of :func:`space_to_json`; raises GenrlError on anything else."""
+def space_from_json(data: Any) -> spaces.Space:
+    """Inverse of :func:`space_to_json`; raises GenrlError on anything else.
+
+    ``data`` comes from a file, so every field is checked before gymnasium sees it: a description
+    can neither crash the constructor nor ask for a huge space (a Box's size is its list of bounds).
+    """
+    if not isinstance(data, dict):
+        raise GenrlError(f"invalid space description: expected a JSON object, got {brief(data)}")
+    kind = data.get("type")
+    if kind == "Discrete":
+        n, start = data.get("n"), data.get("start", 0)
+        if not _is_int(n) or not _is_int(start) or not 1 <= n < 2**63 or not -(2**63) <= start < 2**63 - n:
+            raise GenrlError(
+                "invalid space description: expected a Discrete with integers n >= 1 and start (int64), "
+                f"got n={brief(n)}, start={brief(start)}"
+            )
+        return spaces.Discrete(n, start=start)
+    if kind != "Box":
+        raise GenrlError(f"invalid space description: expected type Discrete or Box, got {brief(kind)}")
+    shape, dtype = data.get("shape"), data.get("dtype")
+    if not isinstance(shape, list) or not all(_is_int(d) and d >= 1 for d in shape):
+        raise GenrlError(
+            f"invalid space description: expected a Box shape of integers >= 1, got {brief(shape)}"
+        )
     try:
-        kind = data["type"]
-        if kind == "Discrete":
-            return spaces.Discrete(int(data["n"]), start=int(data.get("start", 0)))
-        if kind == "Box":
-            shape = tuple(int(s) for s in data["shape"])
-            dtype = np.dtype(data["dtype"])
-            low = np.array([float(v) for v in data["low"]], dtype=dtype).reshape(shape)
-            high = np.array([float(v) for v in data["high"]], dtype=dtype).reshape(shape)
-            return spaces.Box(low, high, shape=shape, dtype=dtype)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise GenrlError(f"invalid space description {data!r}: {exc}") from None
-    raise GenrlError(f"invalid space description: expected type Discrete or Box, got {kind!r}")
+        dtype = np.dtype(dtype) if isinstance(dtype, str) else None
+    except (TypeError, ValueError, SyntaxError):  # what numpy's dtype-string parser raises on garbage
+        dtype = None
+    if dtype is None or dtype.kind not in "biuf":
+        given = brief(data.get("dtype"))
+        raise GenrlError(f"invalid space description: expected a Box dtype of numbers or bools, got {given}")
+    size = math.prod(shape)
+    bounds = []
+    for name in ("low", "high"):
+        values = data.get(name)
+        if not isinstance(values, list) or len(values) != size:
+            raise GenrlError(
+                f"invalid space description: expected Box {name} as a list of {size} numbers, "
+                f"got {brief(values)}"
+            )
+        try:
+            # Numbers, or the strings "inf"/"-inf" that space_to_json writes for unbounded sides.
+            array = np.array([_bound(v) for v in values], dtype=np.float64)
+        except (TypeError, ValueError, OverflowError):
+            raise GenrlError(
+                f"invalid space description: expected Box {name} as numbers or 'inf'/'-inf', "
+                f"got {brief(values)}"
+            ) from None
+        bounds.append(_cast_bounds(array, dtype, name).reshape(shape))
+    try:
+        return spaces.Box(bounds[0], bounds[1], shape=tuple(shape), dtype=dtype)
+    except ValueError as exc:  # gymnasium's own checks, e.g. low > high
+        raise GenrlError(f"invalid space description: {one_line(exc)}") from None
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _bound(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise TypeError(f"not a number: {value!r}")
+    return float(value)
+
+
+def _cast_bounds(values: np.ndarray, dtype: np.dtype, name: str) -> np.ndarray:
+    """Box bounds read as float64, in ``dtype``: only values the dtype holds (inf for floats)."""
+    if dtype.kind == "f":
+        info = np.finfo(dtype)
+        ok = np.isinf(values) | ((values >= float(info.min)) & (values <= float(info.max)))
+        expected = f"{dtype} numbers or 'inf'/'-inf'"
+    else:
+        low, end = (
+            (0.0, 2.0) if dtype.kind == "b" else (float(np.iinfo(dtype).min), np.iinfo(dtype).max + 1.0)
+        )
+        ok = (values == np.round(values)) & (values >= low) & (values < end)
+        expected = f"whole numbers that fit {dtype}"
+    if not ok.all():  # NaN fails every comparison
+        raise GenrlError(
+            f"invalid space description: expected Box {name} as {expected}, got {brief(values.tolist())}"
+        )
+    return values.astype(dtype)
 
 
 def spaces_equal(a: spaces.Space, b: spaces.Space) -> bool:

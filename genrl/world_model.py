@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
+import numbers
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -36,7 +38,7 @@ from torch.nn import functional as F
 
 from genrl.dataset import RolloutDataset
 from genrl.errors import GenrlError
-from genrl.fileio import atomic_write, check_format, read_json, write_json
+from genrl.fileio import atomic_write, brief, check_format, check_tensors, one_line, read_json, write_json
 from genrl.networks import (
     MixtureDensityHead,
     build_vae,
@@ -76,11 +78,37 @@ class WorldModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> WorldModelConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
+        """Settings from a file, a preset or a caller, each value checked so a bad one fails here."""
+        if not isinstance(data, dict):
+            raise GenrlError(f"expected world model settings as a mapping, got {brief(data)}")
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - set(fields), key=str)
         if unknown:
-            raise GenrlError(f"unknown world model settings {unknown}; expected some of {sorted(names)}")
-        return cls(**data)
+            raise GenrlError(f"unknown world model settings {unknown}; expected some of {sorted(fields)}")
+        may_be_zero = ("open_loop_steps", "fit_steps", "seed")
+        values: dict[str, Any] = {}
+        for name, value in data.items():
+            if name == "latent_dim" and value is None:
+                values[name] = None
+            elif isinstance(fields[name].default, float):
+                number = _as_float(value)
+                if number is None or not 0 <= number < math.inf:
+                    raise GenrlError(
+                        f"world model setting {name}: expected a number >= 0, got {brief(value)}"
+                    )
+                values[name] = value if isinstance(value, (int, float)) else number
+            else:
+                low = 0 if name in may_be_zero else 1
+                if (
+                    isinstance(value, bool)
+                    or not isinstance(value, numbers.Integral)
+                    or not low <= value < 2**63
+                ):
+                    raise GenrlError(
+                        f"world model setting {name}: expected an integer >= {low}, got {brief(value)}"
+                    )
+                values[name] = int(value)
+        return cls(**values)
 
 
 class StepOutput(NamedTuple):
@@ -313,7 +341,9 @@ class WorldModel(nn.Module):
         try:
             self._get_optimizer().load_state_dict(state)
         except (ValueError, KeyError, TypeError, RuntimeError) as exc:
-            raise GenrlError(f"expected the optimizer state of this world model, got another ({exc})") from None
+            raise GenrlError(
+                f"expected the optimizer state of this world model, got another ({exc})"
+            ) from None
 
     @torch.no_grad()
     def evaluate_losses(
@@ -372,35 +402,47 @@ class WorldModel(nn.Module):
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> WorldModel:
-        """Load a saved model folder. Reads JSON and safetensors only: no code is executed."""
+        """Load a saved model folder. Reads JSON and safetensors only: no code is executed.
+
+        Nothing is allocated for the model before its weights file has been checked against it:
+        a size in model.json that the weights do not back (a flipped digit) is an error, not gigabytes.
+        """
         path = Path(path)
-        meta = read_json(path / "model.json", "a genrl world model (model.json)")
-        check_format(meta, FORMAT, VERSION, path / "model.json")
+        meta_file = path / "model.json"
+        meta = read_json(meta_file, "a genrl world model (model.json)")
+        check_format(meta, FORMAT, VERSION, meta_file)
         if not isinstance(meta.get("config"), dict):
-            raise GenrlError(f"{path / 'model.json'}: expected a config object, got {meta.get('config')!r}")
-        model = cls(
-            space_from_json(meta.get("observation_space", {})),
-            space_from_json(meta.get("action_space", {})),
-            WorldModelConfig.from_dict(meta["config"]),
-        )
+            raise GenrlError(f"{meta_file}: expected a config object, got {brief(meta.get('config'))}")
+        try:
+            obs_space = space_from_json(meta.get("observation_space"))
+            act_space = space_from_json(meta.get("action_space"))
+            config = WorldModelConfig.from_dict(meta["config"])
+        except GenrlError as exc:
+            raise GenrlError(f"{meta_file}: {exc}") from None
         weights = path / "weights.safetensors"
         if not weights.is_file():
             raise GenrlError(f"expected model weights at {weights}, found no such file")
         try:
-            state = load_file(str(weights))
+            state = load_file(str(weights))  # safetensors checks its header against the file's size
         except (SafetensorError, OSError, ValueError) as exc:
             raise GenrlError(
-                f"{weights}: expected a safetensors file, got an unreadable one ({exc})"
+                f"{weights}: expected a safetensors file, got an unreadable one ({one_line(exc)})"
             ) from None
-        model.start_states = state.get("start_states", model.start_states)
         try:
-            model.load_state_dict(state, strict=True)
-        except RuntimeError as exc:
-            lines = str(exc).strip().splitlines()
-            first = lines[1].strip() if len(lines) > 1 else lines[0]
-            raise GenrlError(
-                f"{weights}: weights do not match the model described in model.json ({first})"
-            ) from None
+            with torch.device("meta"):  # the described model's tensor shapes, without allocating them
+                expected = cls(obs_space, act_space, config).state_dict()
+        except (RuntimeError, OverflowError) as exc:  # sizes past what torch can even describe
+            raise GenrlError(f"{meta_file}: expected a model of a possible size ({one_line(exc)})") from None
+        check_tensors(
+            state,
+            expected,
+            f"{weights}: weights do not match the model described in model.json",
+            any_length=("start_states",),
+            may_be_infinite=("_obs_low", "_obs_high"),  # the bounds of an unbounded observation space
+        )
+        model = cls(obs_space, act_space, config)
+        model.start_states = state["start_states"].to(model.start_states.dtype)  # its length varies
+        model.load_state_dict(state, strict=True)
         return model.to(device).eval()
 
     def check_env_spaces(self, observation_space: spaces.Space, action_space: spaces.Space) -> None:
@@ -417,3 +459,13 @@ def _seeded(seed: int) -> Iterator[None]:
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
         yield
+
+
+def _as_float(value: Any) -> float | None:
+    """A real number as a float (inf if too large), or None for anything else, bools included."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return None
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf

@@ -78,3 +78,28 @@ def small_config() -> dict:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)
+
+
+# Filled by tests/test_fuzz.py: loader name -> counts of files, outcomes and executed payloads.
+FUZZ_STATS: dict[str, dict[str, int]] = {}
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """One line with the fuzzing totals, when the fuzz tests ran."""
+    if not FUZZ_STATS:
+        return
+    total = {k: sum(s[k] for s in FUZZ_STATS.values()) for k in next(iter(FUZZ_STATS.values()))}
+    known = [s["crash"] for s in FUZZ_STATS.values() if s["xfail"] and s["crash"]]
+    loaders = f"{len(known)} loader{'s' if len(known) > 1 else ''}"
+    known_note = f" ({sum(known)} of them in {loaders} marked xfail)" if known else ""
+    terminalreporter.write_line(
+        f"fuzz: {total['files']} mutated files across {len(FUZZ_STATS)} loaders, {total['crash']} crashes"
+        f"{known_note}, {total['payload']} payloads executed (load ok: {total['ok']}, "
+        f"GenrlError: {total['genrl_error']}; plus {total['payload_files']} unmutated payload files)"
+    )
+    if config.option.verbose > 0:
+        for name, s in FUZZ_STATS.items():
+            terminalreporter.write_line(
+                f"  {name}: {s['files']} files, load ok {s['ok']}, GenrlError {s['genrl_error']}, "
+                f"crashes {s['crash']}, payloads executed {s['payload']}"
+            )
