@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
 from genrl.errors import GenrlError
-from genrl.fileio import atomic_write, check_format, read_json, write_json
+from genrl.fileio import atomic_write, brief, check_format, one_line, read_json, read_npz, write_json
 from genrl.world_model import WorldModel
 
 FORMAT = "genrl.checkpoint"
@@ -221,7 +220,7 @@ def _restore_agent(agent: BaseAlgorithm, ckpt: Checkpoint) -> None:
             _getattr(agent, name).data.copy_(value)
     except (ValueError, KeyError, RuntimeError, AttributeError, TypeError) as exc:
         raise GenrlError(
-            f"{ckpt.path / 'agent.pt'}: expected the state of this run's agent ({exc})"
+            f"{ckpt.path / 'agent.pt'}: expected the state of this run's agent ({one_line(exc)})"
         ) from None
     counters = dict(ckpt.agent_counters)
     buffer_meta = counters.pop("replay_buffer", None)
@@ -234,29 +233,22 @@ def _restore_agent(agent: BaseAlgorithm, ckpt: Checkpoint) -> None:
 
 def _restore_buffer(agent: OffPolicyAlgorithm, file: Path, meta: Any) -> None:
     buffer = agent.replay_buffer
-    if not (
-        isinstance(meta, dict) and isinstance(meta.get("pos"), int) and isinstance(meta.get("full"), bool)
-    ):
-        raise GenrlError(f"{file}: expected replay buffer counters {{pos, full}}, got {meta!r}")
-    filled = buffer.buffer_size if meta["full"] else meta["pos"]
-    try:
-        with np.load(file, allow_pickle=False) as data:
-            for key in BUFFER_ARRAYS:
-                target = getattr(buffer, key, None)
-                if target is None:
-                    continue
-                array = data[key]
-                if array.shape != (filled, *target.shape[1:]):
-                    raise GenrlError(
-                        f"{file}: expected {key} of shape {(filled, *target.shape[1:])}, got {array.shape}"
-                    )
-                target[:filled] = array
-    except GenrlError:
-        raise
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as exc:
+    pos, full = (meta.get("pos"), meta.get("full")) if isinstance(meta, dict) else (None, None)
+    if not (isinstance(pos, int) and isinstance(full, bool) and 0 <= pos < buffer.buffer_size):
         raise GenrlError(
-            f"{file}: expected the run's replay buffer (.npz), got an unreadable file ({exc})"
-        ) from None
+            f"{file}: expected replay buffer counters {{pos in [0, {buffer.buffer_size}), full}}, "
+            f"got {brief(meta)}"
+        )
+    filled = buffer.buffer_size if full else pos
+    keys = [k for k in BUFFER_ARRAYS if getattr(buffer, k, None) is not None]
+    arrays = read_npz(file, keys, "the run's replay buffer (.npz)")
+    for key in keys:  # every array is checked before any is copied: no half-restored buffer
+        want = (filled, *getattr(buffer, key).shape[1:])
+        got = arrays[key].shape if key in arrays else "no such array"
+        if got != want or not np.all(np.isfinite(arrays[key])):
+            raise GenrlError(f"{file}: expected finite {key} of shape {want}, got {got}")
+    for key in keys:
+        getattr(buffer, key)[:filled] = arrays[key]
     buffer.pos, buffer.full = meta["pos"], meta["full"]
 
 

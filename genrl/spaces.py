@@ -19,13 +19,37 @@ from genrl.fileio import brief, one_line
 def check_supported(observation_space: spaces.Space, action_space: spaces.Space) -> None:
     """Raise GenrlError unless observations are a Box and actions a Discrete or Box."""
     if not isinstance(observation_space, spaces.Box):
-        raise GenrlError(f"unsupported observation space: expected a Box, got {observation_space!r}")
+        raise GenrlError(
+            f"unsupported observation space: expected a Box, got {describe_space(observation_space)}"
+        )
     if not isinstance(action_space, (spaces.Discrete, spaces.Box)):
-        raise GenrlError(f"unsupported action space: expected Discrete or Box, got {action_space!r}")
+        raise GenrlError(
+            f"unsupported action space: expected Discrete or Box, got {describe_space(action_space)}"
+        )
     if isinstance(action_space, spaces.Box) and not np.all(
         np.isfinite(action_space.low) & np.isfinite(action_space.high)
     ):
-        raise GenrlError(f"unsupported action space: expected a bounded Box, got {action_space!r}")
+        raise GenrlError(
+            f"unsupported action space: expected a bounded Box, got {describe_space(action_space)}"
+        )
+
+
+def describe_space(space: Any) -> str:
+    """A space on one line, however many dimensions its bounds have (numpy would wrap them)."""
+    if isinstance(space, spaces.Box):
+
+        def bound(values: np.ndarray) -> str:
+            flat = np.asarray(values, dtype=np.float64).ravel()
+            if flat.size and np.all(flat == flat[0]):
+                return f"{flat[0]:.4g}"
+            items = [f"{v:.4g}" for v in flat] if flat.size <= 6 else [f"{v:.4g}" for v in flat[:2]]
+            if flat.size > 6:
+                items += ["...", *(f"{v:.4g}" for v in flat[-2:])]
+            return "[" + ", ".join(items) + "]"
+
+        return f"Box({bound(space.low)}, {bound(space.high)}, {space.shape}, {space.dtype})"
+    text = " ".join(repr(space).split())
+    return text if len(text) <= 200 else text[:197] + "..."
 
 
 def space_to_json(space: spaces.Space) -> dict[str, Any]:
@@ -138,7 +162,9 @@ def check_spaces_match(
     """Raise GenrlError naming the first of (observation, action) space that differs."""
     for name, a, b in zip(("observation", "action"), mine, theirs, strict=True):
         if not spaces_equal(a, b):
-            raise GenrlError(f"{name} space mismatch: {owner} has {a}, {other} has {b}")
+            raise GenrlError(
+                f"{name} space mismatch: {owner} has {describe_space(a)}, {other} has {describe_space(b)}"
+            )
 
 
 def _finite_list(values: np.ndarray) -> list:

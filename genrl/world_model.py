@@ -299,13 +299,15 @@ class WorldModel(nn.Module):
             self._set_statistics(train)
         self.set_start_states(dataset.start_states())
         optimizer = self._get_optimizer()
-        rng = np.random.default_rng(c.seed + int(self.trained_steps))
         self.train()
         with (
-            _seeded(c.seed + int(self.trained_steps)),
+            _seeded(c.seed),
             progress_bar(total=steps, desc="fit world model", unit="step", disable=not progress) as bar,
         ):
             for _ in range(steps):
+                # Every step draws from (seed, step), so fit(n); fit(m) equals fit(n + m): a run
+                # resumed between any two fits trains exactly as an uninterrupted one.
+                rng = _step_rng(c.seed, int(self.trained_steps))
                 losses = self.losses(self._to_torch(train.sample_sequences(c.batch_size, c.seq_len, rng)))
                 total = self._total(losses)
                 optimizer.zero_grad(set_to_none=True)
@@ -321,7 +323,8 @@ class WorldModel(nn.Module):
                 bar.update(1)
                 bar.set_postfix(loss=f"{total.item():.3f}", refresh=False)
         self.eval()
-        with _seeded(c.seed + int(self.trained_steps)):  # the VAE samples: same data, same figures
+        with _seeded(c.seed):  # the VAE samples: same data, same figures
+            rng = _step_rng(c.seed, int(self.trained_steps), "validation")
             metrics = self.evaluate_losses(dataset.subset(val_idx) if val_idx else train, rng)
         if writer is not None:
             for k, v in metrics.items():
@@ -338,9 +341,25 @@ class WorldModel(nn.Module):
         return self._get_optimizer().state_dict()
 
     def load_optimizer_state_dict(self, state: dict[str, Any]) -> None:
+        if not isinstance(state, dict) or not {"state", "param_groups"} <= set(state):
+            raise GenrlError(f"expected the optimizer state of this world model, got {brief(state)}")
+        # Adam only compares parameter counts; another model's moments would load and fail in fit().
+        params = list(self.parameters())
+        if not isinstance(state["state"], dict) or not all(
+            isinstance(e, dict) for e in state["state"].values()
+        ):
+            raise GenrlError(f"expected the optimizer state of this world model, got {brief(state['state'])}")
+        for index, entry in state["state"].items():
+            shapes = {tuple(v.shape) for k, v in entry.items() if k != "step" and torch.is_tensor(v)}
+            want = tuple(params[index].shape) if isinstance(index, int) and index < len(params) else None
+            if want is None or shapes - {want}:
+                raise GenrlError(
+                    "expected the optimizer state of this world model, got another model's "
+                    f"(parameter {index} has shape {want}, the state {sorted(shapes)})"
+                )
         try:
             self._get_optimizer().load_state_dict(state)
-        except (ValueError, KeyError, TypeError, RuntimeError) as exc:
+        except (ValueError, KeyError, TypeError, RuntimeError, AttributeError, IndexError) as exc:
             raise GenrlError(
                 f"expected the optimizer state of this world model, got another ({exc})"
             ) from None
@@ -360,6 +379,8 @@ class WorldModel(nn.Module):
         return totals
 
     def _check_dataset(self, dataset: RolloutDataset) -> None:
+        if not isinstance(dataset, RolloutDataset):
+            raise GenrlError(f"expected a RolloutDataset to fit on, got {type(dataset).__name__}")
         dataset.check_spaces(self.observation_space, self.action_space)
         if dataset.num_steps == 0:
             raise GenrlError("the dataset is empty: expected at least one episode to fit on")
@@ -450,6 +471,13 @@ class WorldModel(nn.Module):
         check_spaces_match(
             (self.observation_space, self.action_space), (observation_space, action_space), "model", "env"
         )
+
+
+def _step_rng(seed: int, step: int, purpose: str = "train") -> np.random.Generator:
+    """A generator for one fit step, which also seeds torch's (forked) global RNG for that step."""
+    rng = np.random.default_rng([seed % 2**63, step, purpose == "validation"])
+    torch.manual_seed(int(rng.integers(2**63 - 1)))
+    return rng
 
 
 @contextlib.contextmanager

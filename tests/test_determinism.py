@@ -213,13 +213,6 @@ def test_resumed_fit_matches_an_uninterrupted_one(data, tmp_path):
     assert _weights_hash(no_optimizer) != _weights_hash(uninterrupted)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="WorldModel.fit reseeds its batch sampler and torch RNG from (seed + trained_steps) at the "
-    "start of every call, so fit(n); fit(m) draws other batches than fit(n + m). Resume is exact at "
-    "fit-call boundaries (test above), which is where run checkpoints are written.",
-)
 def test_one_fit_call_matches_the_same_steps_split_over_two(data):
     split = _model(data)
     split.fit(data, FIT_STEPS // 2, progress=False)

@@ -1,9 +1,8 @@
 """Bad input, at every boundary where it enters genrl: one table, one rule.
 
 Each case must raise :class:`genrl.GenrlError` with a one-line message that names both what was
-expected and what was given. Cases marked xfail are known gaps, each with the fix it needs; they
-are strict, so the table says so once the fix lands. Run checkpoints have more cases in
-tests/test_resume.py (they need a real run to corrupt).
+expected and what was given. Run checkpoints have more cases in tests/test_resume.py (they need
+a real run to corrupt).
 """
 
 from __future__ import annotations
@@ -320,8 +319,6 @@ UNSUPPORTED_SPACES = [
     ),
 ]
 
-WORLD_MODEL_FIX = " (the fix belongs in genrl/world_model.py)"
-
 CASES = [
     # ---- genrl.collect: what the env returns, its spaces, what the policy returns ----
     pytest.param(
@@ -536,11 +533,6 @@ CASES = [
         lambda w: w.cartpole_model.fit(str(w.saved_dataset()), 1, progress=False),
         r"expected a RolloutDataset.*got str",
         id="fit-on-a-path",
-        marks=pytest.mark.xfail(
-            strict=True,
-            raises=AttributeError,
-            reason="WorldModel.fit must check isinstance(dataset, RolloutDataset)" + WORLD_MODEL_FIX,
-        ),
     ),
     pytest.param(
         lambda w: WorldModel.load(w.saved_dataset()),
@@ -578,23 +570,11 @@ CASES = [
         _load_optimizer_state_of_another_model,
         r"expected the optimizer state of this world model, got another",
         id="load-optimizer-state-of-another-model",
-        marks=pytest.mark.xfail(
-            strict=True,
-            raises=pytest.fail.Exception,  # nothing is raised
-            reason="Adam.load_state_dict only compares parameter counts, so another model's state loads and "
-            "fit() fails later with a size mismatch; load_optimizer_state_dict must compare the state's "
-            "tensor shapes with the parameters'" + WORLD_MODEL_FIX,
-        ),
     ),
     pytest.param(
         lambda w: w.fresh_cartpole_model().load_optimizer_state_dict(None),
         r"expected the optimizer state of this world model, got None",
         id="load-optimizer-state-none",
-        marks=pytest.mark.xfail(
-            strict=True,
-            raises=AttributeError,
-            reason="load_optimizer_state_dict must reject a non-dict" + WORLD_MODEL_FIX,
-        ),
     ),
     pytest.param(
         lambda w: read_checkpoint(w.saved_model()),
@@ -618,12 +598,6 @@ CASES = [
         ),
         _box_mismatch("model", 20, "env", 20),
         id="model-vs-env-of-other-long-box",
-        marks=pytest.mark.xfail(
-            strict=True,
-            raises=AssertionError,  # the message spans lines
-            reason="genrl/spaces.py check_spaces_match and check_supported print spaces with str(), and "
-            "numpy wraps long Box bounds over several lines; they need a one-line space description",
-        ),
     ),
     pytest.param(
         lambda w: DreamEnv(w.cartpole_model, w.pendulum_data),

@@ -108,10 +108,13 @@ def test_learned_model_predicts_cartpole(cartpole_model, cartpole_dataset):
     error, naive = (pred - next_obs).abs().mean(0), (obs - next_obs).abs().mean(0)
     assert torch.all(error < naive)
     assert torch.all(error[[1, 3]] < 0.5 * naive[[1, 3]])
-    # Falling poles end episodes; upright ones rarely do.
+    # Falling poles end episodes; poles five or more steps from the end rarely do. (The last few
+    # non-terminal steps look like terminal ones: over config seeds 0-2 the model flags 4-7% of all
+    # non-terminal steps but under 1% of these.)
     predicted = out.terminated.numpy()
-    assert predicted[terminated].mean() > 0.25
-    assert predicted[~terminated].mean() < 0.05
+    far = np.concatenate([np.arange(len(ep["reward"]))[::-1] >= 5 for ep in episodes])
+    assert predicted[terminated].mean() > 0.8
+    assert predicted[far].mean() < 0.02
 
 
 def test_dynamics_respond_to_actions(cartpole_model, cartpole_dataset):
