@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from stable_baselines3 import A2C, DQN, PPO, SAC, TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
@@ -17,9 +18,11 @@ from stable_baselines3.common.utils import LinearSchedule
 from stable_baselines3.common.vec_env import VecEnv
 
 from genrl.errors import GenrlError
-from genrl.fileio import atomic_write, check_tensors, one_line
+from genrl.fileio import atomic_write, brief, check_tensors, one_line
 from genrl.presets import load_preset
 
+POLICY_FORMAT = "genrl.policy"
+POLICY_VERSION = 1
 ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "a2c": A2C, "dqn": DQN, "sac": SAC, "td3": TD3}
 
 
@@ -67,7 +70,8 @@ def _action_noise(spec: Any, env: VecEnv) -> NormalActionNoise:
 def save_policy(agent: BaseAlgorithm, path: str | Path) -> None:
     """Policy weights as safetensors: a file that loads without executing code (unlike a pickle)."""
     state = {k: v.detach().cpu().contiguous() for k, v in agent.policy.state_dict().items()}
-    atomic_write(path, lambda tmp: save_file(state, tmp))
+    meta = {"format": POLICY_FORMAT, "version": str(POLICY_VERSION), "algorithm": type(agent).__name__}
+    atomic_write(path, lambda tmp: save_file(state, tmp, metadata=meta))
 
 
 def load_policy(agent: BaseAlgorithm, path: str | Path) -> BaseAlgorithm:
@@ -80,9 +84,17 @@ def load_policy(agent: BaseAlgorithm, path: str | Path) -> BaseAlgorithm:
     if not path.is_file():
         raise GenrlError(f"{mismatch}, found no such file")
     try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
         state = load_file(str(path), device=str(agent.device))
     except Exception as exc:  # safetensors raises SafetensorError, OSError, ValueError... on a foreign file
         raise GenrlError(f"{mismatch}, got an unreadable file ({one_line(exc)})") from None
+    # Files from genrl 0.1.0 carry no metadata; any other format or version is refused by name.
+    if meta and (meta.get("format"), meta.get("version")) != (POLICY_FORMAT, str(POLICY_VERSION)):
+        raise GenrlError(
+            f"{path}: expected a {POLICY_FORMAT} file of version {POLICY_VERSION}, "
+            f"got format {brief(meta.get('format'))} version {brief(meta.get('version'))}"
+        )
     check_tensors(state, agent.policy.state_dict(), mismatch)
     agent.policy.load_state_dict(state)
     return agent

@@ -1,6 +1,8 @@
 import numpy as np
 import pytest
 from gymnasium import spaces
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 from stable_baselines3.common.utils import LinearSchedule
 from stable_baselines3.common.vec_env import VecMonitor
 
@@ -170,3 +172,20 @@ def test_yaml_presets_never_construct_python_objects(tmp_path):
     with pytest.raises(GenrlError, match="expected valid YAML"):
         load_preset("agents", tmp_path / "evil.yaml")
     assert spaces.Discrete(2).n == 2  # the process is still fine
+
+
+def test_policy_files_carry_a_checked_version(request, tmp_path):
+    venv = _dream_for("ppo", request)
+    agent = make_agent(agent_preset("ppo"), venv, seed=0)
+    path = tmp_path / "policy.safetensors"
+    save_policy(agent, path)
+    with safe_open(str(path), framework="pt") as f:
+        assert f.metadata() == {"format": "genrl.policy", "version": "1", "algorithm": "PPO"}
+    state = load_file(str(path))
+    save_file(state, str(tmp_path / "v9.safetensors"), metadata={"format": "genrl.policy", "version": "9"})
+    with pytest.raises(
+        GenrlError, match=r"expected a genrl.policy file of version 1, got format 'genrl.policy'"
+    ):
+        load_policy(agent, tmp_path / "v9.safetensors")
+    save_file(state, str(tmp_path / "bare.safetensors"))  # genrl 0.1.0 wrote no metadata
+    load_policy(agent, tmp_path / "bare.safetensors")
