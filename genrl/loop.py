@@ -288,6 +288,14 @@ def _run(cfg: TrainConfig, run_dir: Path, progress: bool) -> TrainResult:
                 )
                 history.append(row)
                 _log(writer, row)
+                log.info(
+                    "iteration %d: real return %.1f ± %.1f after %d real steps (dream %.1f)",
+                    it,
+                    row["eval_return_mean"],
+                    row["eval_return_std"],
+                    row["real_steps"],
+                    row["dream_return_mean"],
+                )
                 phase = "done"
                 checkpoint(phase)
             it, phase = it + 1, None
