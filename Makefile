@@ -28,7 +28,7 @@ format: setup
 	$(BIN)/ruff check --fix genrl tests examples benchmarks
 
 test: lint
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q --durations=8 tests
 
 bench: setup
 	$(BIN)/python benchmarks/run.py
