@@ -138,9 +138,13 @@ class CheckpointStore:
             shutil.rmtree(final)
         os.rename(tmp, final)
         _fsync_dir(self.path)
+        self.prune()
+        return final
+
+    def prune(self) -> None:
+        """Delete all but the newest ``keep`` checkpoints (a kill right after a save can leave one more)."""
         for old in self.names()[: -self.keep]:
             shutil.rmtree(self.path / old, ignore_errors=True)
-        return final
 
 
 def read_checkpoint(path: str | os.PathLike) -> Checkpoint:

@@ -201,6 +201,7 @@ def _run(cfg: TrainConfig, run_dir: Path, progress: bool) -> TrainResult:
     write_json(run_dir / "config.json", dataclasses.asdict(cfg))
     store = CheckpointStore(run_dir / "checkpoints", cfg.keep_checkpoints)
     store.remove_partial()
+    store.prune()
     for stale in run_dir.rglob(".*.tmp"):  # half-written files of a killed atomic write
         stale.unlink(missing_ok=True)
     last = store.latest()

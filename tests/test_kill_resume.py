@@ -98,7 +98,8 @@ def test_kill_minus_nine_at_random_moments_then_resume(preset, clean_run, tmp_pa
             proc.wait()
             kills += 1
             names = CheckpointStore(run_dir / "checkpoints").names()
-            assert len(names) <= 2  # keep_checkpoints
+            # keep_checkpoints is 2; a kill between a save's rename and its pruning leaves one more.
+            assert len(names) <= 3
             where.append(names[-1] if names else "no checkpoint yet")
         resumed = _episodes(run_dir)
         assert sum(len(ep["reward"]) for ep in resumed) == 300 + 2 * 200
@@ -106,6 +107,7 @@ def test_kill_minus_nine_at_random_moments_then_resume(preset, clean_run, tmp_pa
         for a, b in zip(clean, resumed, strict=True):
             for key in a:
                 np.testing.assert_array_equal(a[key], b[key])
+        assert len(CheckpointStore(run_dir / "checkpoints").names()) == 2
         assert not list((run_dir / "checkpoints").glob(".tmp-*"))
         assert not list(run_dir.rglob(".*.tmp"))
     print(f"\nkill-and-resume: {kills} SIGKILLs over {chains} runs; newest checkpoint at each kill: {where}")
