@@ -29,7 +29,16 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
 from genrl.errors import GenrlError
-from genrl.fileio import atomic_write, brief, check_format, one_line, read_json, read_npz, write_json
+from genrl.fileio import (
+    atomic_write,
+    brief,
+    check_format,
+    one_line,
+    read_json,
+    read_npz,
+    write_json,
+    write_npz,
+)
 from genrl.world_model import WorldModel
 
 FORMAT = "genrl.checkpoint"
@@ -61,7 +70,7 @@ class Checkpoint:
         try:
             model.load_state_dict(saved.state_dict(), strict=True)
         except RuntimeError as exc:
-            first = str(exc).strip().splitlines()[-1].strip()
+            first = one_line(exc)
             raise GenrlError(
                 f"{self.path}: expected a world model matching the run's config ({first})"
             ) from None
@@ -204,12 +213,7 @@ def _save_agent(folder: Path, agent: BaseAlgorithm) -> dict[str, Any]:
         arrays = {
             k: getattr(buffer, k)[:filled] for k in BUFFER_ARRAYS if getattr(buffer, k, None) is not None
         }
-
-        def _write(tmp: str) -> None:
-            with open(tmp, "wb") as f:
-                np.savez(f, **arrays)
-
-        atomic_write(folder / "replay_buffer.npz", _write)
+        write_npz(folder / "replay_buffer.npz", arrays)
         counters["replay_buffer"] = {"pos": int(buffer.pos), "full": bool(buffer.full)}
     return counters
 
@@ -276,9 +280,8 @@ def _load_torch(path: Path, device: torch.device | str) -> Any:
     try:
         return torch.load(path, map_location=device, weights_only=True)
     except Exception as exc:  # torch raises many types (UnpicklingError, RuntimeError...) on a foreign file
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise GenrlError(
-            f"{path}: expected a genrl checkpoint tensor file, got an unreadable one ({first})"
+            f"{path}: expected a genrl checkpoint tensor file, got an unreadable one ({one_line(exc)})"
         ) from None
 
 

@@ -26,7 +26,7 @@ import numpy as np
 from gymnasium import spaces
 
 from genrl.errors import GenrlError
-from genrl.fileio import atomic_write, check_format, read_json, read_npz, write_json
+from genrl.fileio import check_format, read_json, read_npz, write_json, write_npz
 from genrl.spaces import ActionCodec, check_spaces_match, check_supported, space_from_json, space_to_json
 
 FORMAT = "genrl.rollouts"
@@ -128,13 +128,7 @@ class RolloutDataset:
             source="add_episode",
         )
         if self.path is not None:
-            file = self.path / "episodes" / f"{self._next_index():06d}.npz"
-
-            def _write(tmp: str) -> None:
-                with open(tmp, "wb") as f:
-                    np.savez(f, **episode)
-
-            atomic_write(file, _write)
+            write_npz(self.path / "episodes" / f"{self._next_index():06d}.npz", episode)
         self.episodes.append(episode)
         self._flat = None
 

@@ -65,6 +65,16 @@ def check_format(meta: dict, fmt: str, version: int, path: str | os.PathLike) ->
         raise GenrlError(f"{path} is {fmt} version {brief(given)}; this genrl reads version {version}")
 
 
+def write_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
+    """Write arrays as an ``.npz`` atomically; :func:`read_npz` reads it back."""
+
+    def _write(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+
+    atomic_write(path, _write)
+
+
 def read_npz(path: str | os.PathLike, keys: Iterable[str], what: str) -> dict[str, np.ndarray]:
     """The arrays ``keys`` of an ``.npz`` (those it has), read without pickle and without trusting headers.
 
