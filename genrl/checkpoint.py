@@ -66,7 +66,8 @@ class Checkpoint:
     def restore(self, model: WorldModel, agent: BaseAlgorithm) -> None:
         """Load the saved world model (with its optimizer) and agent state into live objects."""
         saved = WorldModel.load(self.path / "model", device=model.device)
-        model.start_states = saved.start_states  # its size varies, so it cannot load in place
+        # Their sizes vary, so they cannot load in place.
+        model.start_states, model.trained_episodes = saved.start_states, saved.trained_episodes
         try:
             model.load_state_dict(saved.state_dict(), strict=True)
         except RuntimeError as exc:

@@ -18,6 +18,7 @@ loading never runs code or allocates more than the file holds.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -191,6 +192,20 @@ class RolloutDataset:
 
     def episode_returns(self) -> np.ndarray:
         return np.array([float(ep["reward"].sum()) for ep in self.episodes])
+
+    def episode_digests(self) -> np.ndarray:
+        """One 63-bit fingerprint per episode (of its observations and actions), (N,) int64.
+
+        A world model records the digests of the episodes it trained on, so that evaluation can
+        tell held-out episodes from training ones in any dataset, whatever its order.
+        """
+        out = np.empty(len(self.episodes), dtype=np.int64)
+        for i, ep in enumerate(self.episodes):
+            h = hashlib.blake2b(digest_size=8)
+            for key in ("obs", "action"):
+                h.update(np.ascontiguousarray(ep[key]).tobytes())
+            out[i] = int.from_bytes(h.digest(), "little") >> 1
+        return out
 
     def subset(self, indices: Sequence[int]) -> RolloutDataset:
         """An in-memory dataset holding the chosen episodes (e.g. a held-out split)."""

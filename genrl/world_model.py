@@ -119,6 +119,15 @@ class StepOutput(NamedTuple):
     uncertainty: torch.Tensor  # (B,) predictive std of the next latent
 
 
+class SequencePrediction(NamedTuple):
+    """The model's one-step predictions along a real history (teacher forced), per step (B, T)."""
+
+    nll: torch.Tensor  # -log p(z_{t+1} | z_0..z_t, a_0..a_t) in nats, z the encoder's mean
+    reward: torch.Tensor  # predicted reward of each transition
+    termination_logit: torch.Tensor  # > 0 means the model predicts the episode ends there
+    h: torch.Tensor  # (B, rnn_dim) recurrent state after the last step, to continue from
+
+
 class WorldModel(nn.Module):
     """A generative model of an environment with the given spaces.
 
@@ -164,6 +173,8 @@ class WorldModel(nn.Module):
         self.register_buffer("reward_std", torch.ones(()))
         self.register_buffer("start_states", torch.zeros((0, *obs_shape)))
         self.register_buffer("trained_steps", torch.zeros((), dtype=torch.long))
+        # Digests (RolloutDataset.episode_digests) of every episode a fit has trained on, sorted.
+        self.register_buffer("trained_episodes", torch.zeros((0,), dtype=torch.long))
         low, high = observation_space.low, observation_space.high
         self.register_buffer(
             "_obs_low", torch.as_tensor(np.where(np.isfinite(low), low, -np.inf), dtype=torch.float32)
@@ -216,6 +227,35 @@ class WorldModel(nn.Module):
         x = self.rnn_in(torch.cat([z, action_vec], dim=-1))
         h = self.rnn(x.unsqueeze(1), h.unsqueeze(0))[1].squeeze(0)
         return (h, *self.mdn(torch.cat([h, action_vec], dim=-1), z))
+
+    @torch.no_grad()
+    def predict_sequence(
+        self, obs: torch.Tensor, actions: torch.Tensor, h: torch.Tensor | None = None
+    ) -> SequencePrediction:
+        """Score real sequences step by step: obs (B, T+1, ...), env actions (B, T, ...).
+
+        Each step's prediction is conditioned on the real history before it, as in training; ``h``
+        continues from an earlier call's final state (by default the start of an episode).
+        """
+        batch, steps = actions.shape[:2]
+        z = self.encode(obs.reshape(batch * (steps + 1), *obs.shape[2:])).reshape(batch, steps + 1, -1)
+        a = self.actions.encode(actions.reshape(batch * steps, *actions.shape[2:])).reshape(batch, steps, -1)
+        h0 = self.initial_state(batch) if h is None else h
+        out, h_last = self.rnn(self.rnn_in(torch.cat([z[:, :-1], a], -1)), h0.unsqueeze(0))
+        logits, mu, log_std = self.mdn(torch.cat([out, a], -1), z[:, :-1])
+        feat = torch.cat([out, a, z[:, 1:]], dim=-1)
+        return SequencePrediction(
+            nll=mixture_nll(logits, mu, log_std, z[:, 1:]),
+            reward=self.reward_head(feat).squeeze(-1) * self.reward_std + self.reward_mean,
+            termination_logit=self.termination_head(feat).squeeze(-1),
+            h=h_last.squeeze(0),
+        )
+
+    def held_out_episodes(self, dataset: RolloutDataset) -> list[int]:
+        """Indices of the episodes of ``dataset`` that this model has never trained on."""
+        trained = self.trained_episodes.cpu().numpy()
+        digests = dataset.episode_digests()
+        return [int(i) for i in np.flatnonzero(~np.isin(digests, trained))]
 
     # ---- training ----------------------------------------------------------------------------
 
@@ -297,6 +337,8 @@ class WorldModel(nn.Module):
         train = dataset.subset([i for i, h in enumerate(held_out) if not h]) if val_idx else dataset
         if int(self.trained_steps) == 0:
             self._set_statistics(train)
+        seen = np.union1d(self.trained_episodes.cpu().numpy(), train.episode_digests())
+        self.trained_episodes = torch.as_tensor(seen, dtype=torch.long, device=self.device)
         self.set_start_states(dataset.start_states())
         optimizer = self._get_optimizer()
         self.train()
@@ -449,6 +491,9 @@ class WorldModel(nn.Module):
             raise GenrlError(
                 f"{weights}: expected a safetensors file, got an unreadable one ({one_line(exc)})"
             ) from None
+        # Models saved before genrl recorded their training episodes: none are known.
+        if isinstance(state, dict):
+            state.setdefault("trained_episodes", torch.zeros((0,), dtype=torch.long))
         try:
             with torch.device("meta"):  # the described model's tensor shapes, without allocating them
                 expected = cls(obs_space, act_space, config).state_dict()
@@ -458,11 +503,13 @@ class WorldModel(nn.Module):
             state,
             expected,
             f"{weights}: weights do not match the model described in model.json",
-            any_length=("start_states",),
+            any_length=("start_states", "trained_episodes"),
             may_be_infinite=("_obs_low", "_obs_high"),  # the bounds of an unbounded observation space
         )
         model = cls(obs_space, act_space, config)
-        model.start_states = state["start_states"].to(model.start_states.dtype)  # its length varies
+        # Their lengths vary, so they cannot load in place.
+        model.start_states = state["start_states"].to(model.start_states.dtype)
+        model.trained_episodes = state["trained_episodes"]
         model.load_state_dict(state, strict=True)
         return model.to(device).eval()
 

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 from gymnasium import spaces
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
-from genrl import GenrlError, RolloutDataset, WorldModel, WorldModelConfig
+from genrl import GenrlError, RolloutDataset, WorldModel, WorldModelConfig, collect
 
 
 def _copy_model(model: WorldModel, tmp_path) -> WorldModel:
@@ -315,3 +315,43 @@ def test_check_env_spaces(cartpole_model):
     cartpole_model.check_env_spaces(cartpole_model.observation_space, cartpole_model.action_space)
     with pytest.raises(GenrlError, match="action space mismatch"):
         cartpole_model.check_env_spaces(cartpole_model.observation_space, spaces.Discrete(3))
+
+
+def test_model_records_the_episodes_it_trained_on(cartpole_model, cartpole_dataset, tmp_path):
+    # fit holds out every 10th episode; exactly those count as held out, in any dataset order.
+    expected = list(range(9, len(cartpole_dataset), 10))
+    assert cartpole_model.held_out_episodes(cartpole_dataset) == expected
+    reordered = cartpole_dataset.subset(list(reversed(range(len(cartpole_dataset)))))
+    assert (
+        sorted(len(cartpole_dataset) - 1 - i for i in cartpole_model.held_out_episodes(reordered)) == expected
+    )
+    loaded = _copy_model(cartpole_model, tmp_path)
+    assert torch.equal(loaded.trained_episodes, cartpole_model.trained_episodes)
+    fresh = collect("CartPole-v1", 100, seed=123, progress=False)
+    assert loaded.held_out_episodes(fresh) == list(range(len(fresh)))
+
+
+def test_model_saved_before_episode_records_loads_with_none(saved):
+    state = load_file(str(saved / "weights.safetensors"))
+    del state["trained_episodes"]
+    save_file(state, str(saved / "weights.safetensors"))
+    loaded = WorldModel.load(saved)
+    assert loaded.trained_episodes.shape == (0,)
+
+
+def test_predict_sequence_scores_real_history(cartpole_model, cartpole_dataset):
+    ep = cartpole_dataset.episodes[9]
+    obs, actions = torch.as_tensor(ep["obs"])[None], torch.as_tensor(ep["action"])[None]
+    whole = cartpole_model.predict_sequence(obs, actions)
+    steps = len(ep["action"])
+    assert whole.nll.shape == whole.reward.shape == whole.termination_logit.shape == (1, steps)
+    # Scoring in two calls, carrying the recurrent state, gives the same per-step figures.
+    cut = steps // 2
+    first = cartpole_model.predict_sequence(obs[:, : cut + 1], actions[:, :cut])
+    second = cartpole_model.predict_sequence(obs[:, cut:], actions[:, cut:], h=first.h)
+    torch.testing.assert_close(torch.cat([first.nll, second.nll], 1), whole.nll, atol=1e-4, rtol=1e-4)
+    # The real next observation is far more likely than a shuffled one; the last step ends the episode.
+    shuffled = obs[:, torch.cat([torch.zeros(1, dtype=torch.long), torch.randperm(steps) + 1])]
+    assert cartpole_model.predict_sequence(shuffled, actions).nll.mean() > whole.nll.mean() + 5
+    assert whole.termination_logit[0, -1] > whole.termination_logit[0, :-3].max()
+    np.testing.assert_allclose(whole.reward.numpy(), ep["reward"][None], atol=0.2)
