@@ -1,0 +1,235 @@
+"""Anomaly detection through a world model's likelihood: how surprised is the model by what happened?
+
+The surprise of step ``t`` (the transition ``obs[t] -> obs[t + 1]`` under ``action[t]``) is the
+negative log-likelihood, in nats, of the next latent ``z_{t+1} = encode(obs[t + 1])`` under the
+model's one-step prediction given the real history ``obs[0..t]``, ``action[0..t]``
+(:meth:`WorldModel.predict_sequence`). A broken sensor, a changed physical parameter or an action
+the env did not carry out all make the real next observation unlikely under the dynamics the model
+learned from normal data.
+
+One step's surprise is noisy; subtle faults (a changed gravity) raise it a little on every step.
+The alarm statistic is therefore the mean surprise over the last ``window`` steps (fewer at an
+episode's start), thresholded at a quantile of its values on normal episodes the model never
+trained on.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections import deque
+from collections.abc import Sequence
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from genrl.dataset import RolloutDataset
+from genrl.errors import GenrlError
+from genrl.fileio import brief
+from genrl.spaces import ActionCodec
+from genrl.world_model import WorldModel
+
+BATCH_EPISODES = 64  # episodes scored in one torch batch by calibrate
+
+
+def windowed_mean(scores: np.ndarray, window: int) -> np.ndarray:
+    """Mean of ``scores[max(0, t - window + 1) : t + 1]`` for every ``t``: the alarm statistic."""
+    scores = np.asarray(scores, dtype=np.float64)
+    sums = np.concatenate([[0.0], np.cumsum(scores)])
+    t = np.arange(1, len(scores) + 1)
+    start = np.maximum(t - window, 0)
+    return (sums[t] - sums[start]) / (t - start)
+
+
+class SurpriseDetector:
+    """Per-step surprise of a real episode under a :class:`WorldModel`, and a calibrated alarm.
+
+    :param model: a fitted world model
+    :param window: the alarm statistic averages the surprise of the last ``window`` steps
+    """
+
+    def __init__(self, model: WorldModel, window: int = 1):
+        if not isinstance(model, WorldModel):
+            raise GenrlError(f"SurpriseDetector: expected a WorldModel, got {type(model).__name__}")
+        self.model = model
+        self.window = _check_window(window)
+        self.threshold: float | None = None
+        self.fpr: float | None = None
+        self._codec = ActionCodec(model.action_space)
+
+    # ---- scoring -----------------------------------------------------------------------------
+
+    def score_episode(self, observations: Any, actions: Any) -> np.ndarray:
+        """Surprise of each step: T+1 observations and T actions in, T scores (nats) out."""
+        obs, act = self._check_episode(observations, actions)
+        return self._score_batch([(obs, act)])[0]
+
+    def statistic(self, observations: Any, actions: Any) -> np.ndarray:
+        """The alarm statistic of each step: the windowed mean surprise, (T,)."""
+        return windowed_mean(self.score_episode(observations, actions), self.window)
+
+    def is_anomaly(self, observations: Any, actions: Any) -> np.ndarray:
+        """Which steps raise the alarm (statistic above the calibrated threshold), (T,) bool."""
+        if self.threshold is None:
+            raise GenrlError(
+                "SurpriseDetector.is_anomaly: expected a calibrated detector; call calibrate first"
+            )
+        return self.statistic(observations, actions) > self.threshold
+
+    def score_dataset(
+        self, dataset: RolloutDataset, episodes: Sequence[int] | None = None
+    ) -> list[np.ndarray]:
+        """The surprise of every step of the chosen episodes (default: all), batched."""
+        if not isinstance(dataset, RolloutDataset):
+            raise GenrlError(f"expected a RolloutDataset, got {type(dataset).__name__}")
+        dataset.check_spaces(self.model.observation_space, self.model.action_space)
+        chosen = range(len(dataset)) if episodes is None else episodes
+        eps = [(dataset.episodes[i]["obs"], dataset.episodes[i]["action"]) for i in chosen]
+        # Similar lengths share a batch, so little padding is scored.
+        order = sorted(range(len(eps)), key=lambda i: len(eps[i][1]))
+        out: list[np.ndarray] = [np.empty(0)] * len(eps)
+        for start in range(0, len(order), BATCH_EPISODES):
+            part = order[start : start + BATCH_EPISODES]
+            for i, scores in zip(part, self._score_batch([eps[i] for i in part]), strict=True):
+                out[i] = scores
+        return out
+
+    @torch.inference_mode()
+    def _score_batch(self, episodes: list[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:
+        """Score episodes of any lengths in one batch. Shorter ones are padded at the end with their
+        last observation and action: the model is causal, so padding never changes earlier steps."""
+        steps = max(len(a) for _, a in episodes)
+        obs = np.stack([np.concatenate([o, np.repeat(o[-1:], steps + 1 - len(o), 0)]) for o, _ in episodes])
+        act = np.stack([np.concatenate([a, np.repeat(a[-1:], steps - len(a), 0)]) for _, a in episodes])
+        device = self.model.device
+        nll = self.model.predict_sequence(
+            torch.as_tensor(obs, device=device), torch.as_tensor(act, device=device)
+        )
+        scores = nll.nll.double().cpu().numpy()
+        return [scores[i, : len(a)] for i, (_, a) in enumerate(episodes)]
+
+    def _check_episode(self, observations: Any, actions: Any) -> tuple[np.ndarray, np.ndarray]:
+        obs_shape = tuple(self.model.observation_space.shape)
+        try:
+            obs = np.asarray(observations, dtype=np.float32)
+        except (TypeError, ValueError):
+            raise GenrlError(f"expected observations as an array, got {brief(observations)}") from None
+        if obs.ndim != 1 + len(obs_shape) or obs.shape[1:] != obs_shape or len(obs) < 2:
+            want = ", ".join(["T+1", *map(str, obs_shape)])
+            raise GenrlError(f"expected observations of shape ({want}) with T >= 1, got {obs.shape}")
+        steps = len(obs) - 1
+        want_act = (steps,) if self._codec.discrete else (steps, *self.model.action_space.shape)
+        act = np.asarray(actions)
+        if act.shape != want_act:
+            raise GenrlError(
+                f"expected actions of shape {want_act} (one per step between the {steps + 1} "
+                f"observations), got {act.shape}"
+            )
+        if not np.all(np.isfinite(obs)):
+            raise GenrlError("expected finite observations, got NaN or inf")
+        self._codec.check_batch(act)
+        return obs, act.astype(np.int64 if self._codec.discrete else np.float32)
+
+    # ---- calibration -------------------------------------------------------------------------
+
+    def calibrate(self, dataset: RolloutDataset, fpr: float = 0.01) -> float:
+        """Set the threshold to the (1 - fpr) quantile of the alarm statistic over every step of the
+        episodes of ``dataset`` the model never trained on; returns it.
+
+        Training episodes would understate normal surprise, so they are never used.
+        """
+        if isinstance(fpr, bool) or not isinstance(fpr, numbers.Real) or not 0.0 < fpr < 1.0:
+            raise GenrlError(f"calibrate fpr: expected a false-positive rate in (0, 1), got {brief(fpr)}")
+        if not isinstance(dataset, RolloutDataset):
+            raise GenrlError(f"calibrate: expected a RolloutDataset, got {type(dataset).__name__}")
+        held_out = self.model.held_out_episodes(dataset)
+        if not held_out:
+            raise GenrlError(
+                "calibrate: expected episodes the model never trained on (held-out normal data), "
+                f"got a dataset whose {len(dataset)} episodes were all used to train it"
+            )
+        stats = np.concatenate([windowed_mean(s, self.window) for s in self.score_dataset(dataset, held_out)])
+        self.threshold = float(np.quantile(stats, 1.0 - fpr))
+        self.fpr = float(fpr)
+        return self.threshold
+
+    def to_dict(self) -> dict[str, Any]:
+        """The detector's settings (not the model), as JSON-ready values."""
+        return {"window": self.window, "threshold": self.threshold, "fpr": self.fpr}
+
+    @classmethod
+    def from_dict(cls, model: WorldModel, data: Any) -> SurpriseDetector:
+        """A detector for ``model`` with settings from :meth:`to_dict`."""
+        if not isinstance(data, dict) or not {"window", "threshold", "fpr"} <= set(data):
+            raise GenrlError(f"expected detector settings with window, threshold and fpr, got {brief(data)}")
+        detector = cls(model, data["window"])
+        threshold, fpr = data["threshold"], data["fpr"]
+        if (threshold is None) != (fpr is None):
+            raise GenrlError(f"expected threshold and fpr both set or both null, got {brief(data)}")
+        if threshold is not None:
+            if (
+                isinstance(threshold, bool)
+                or not isinstance(threshold, numbers.Real)
+                or not np.isfinite(threshold)
+            ):
+                raise GenrlError(f"expected a finite threshold, got {brief(threshold)}")
+            if isinstance(fpr, bool) or not isinstance(fpr, numbers.Real) or not 0.0 < fpr < 1.0:
+                raise GenrlError(f"expected an fpr in (0, 1), got {brief(fpr)}")
+            detector.threshold, detector.fpr = float(threshold), float(fpr)
+        return detector
+
+
+class AnomalyMonitor(gym.Wrapper):
+    """Scores a live real env step by step: every step's ``info`` gains ``"surprise"`` (float, the
+    step's surprise, equal to :meth:`SurpriseDetector.score_episode` on the episode so far) and
+    ``"anomaly"`` (bool, the windowed statistic above the detector's threshold).
+
+    :param detector: a calibrated :class:`SurpriseDetector`
+    """
+
+    def __init__(self, env: gym.Env, detector: SurpriseDetector):
+        if not isinstance(detector, SurpriseDetector):
+            raise GenrlError(f"AnomalyMonitor: expected a SurpriseDetector, got {type(detector).__name__}")
+        if detector.threshold is None:
+            raise GenrlError("AnomalyMonitor: expected a calibrated detector; call detector.calibrate first")
+        if not isinstance(env, gym.Env):
+            raise GenrlError(f"AnomalyMonitor: expected a gymnasium.Env, got {type(env).__name__}")
+        detector.model.check_env_spaces(env.observation_space, env.action_space)
+        super().__init__(env)
+        self.detector = detector
+        self._obs: torch.Tensor | None = None
+        self._h: torch.Tensor | None = None
+        self._recent: deque[float] = deque(maxlen=detector.window)
+
+    def _as_tensor(self, obs: Any) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(obs, dtype=np.float32), device=self.detector.model.device)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[Any, dict]:
+        obs, info = self.env.reset(seed=seed, options=options)
+        self._obs, self._h = self._as_tensor(obs), None
+        self._recent.clear()
+        return obs, info
+
+    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict]:
+        if self._obs is None:
+            raise GenrlError("AnomalyMonitor.step: expected reset() before the first step")
+        logged = self.detector._codec.check(action)
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        next_obs = self._as_tensor(obs)
+        with torch.inference_mode():
+            pair = torch.stack([self._obs, next_obs])[None]
+            act = torch.as_tensor(logged, device=next_obs.device).reshape(1, 1, *logged.shape)
+            pred = self.detector.model.predict_sequence(pair, act, self._h)
+        surprise = float(pred.nll.double()[0, 0])
+        self._obs, self._h = next_obs, pred.h
+        self._recent.append(surprise)
+        info["surprise"] = surprise
+        info["anomaly"] = bool(np.mean(self._recent) > self.detector.threshold)
+        return obs, reward, terminated, truncated, info
+
+
+def _check_window(window: Any) -> int:
+    if isinstance(window, bool) or not isinstance(window, numbers.Integral) or window < 1:
+        raise GenrlError(f"SurpriseDetector window: expected an integer >= 1, got {brief(window)}")
+    return int(window)
