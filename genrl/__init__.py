@@ -5,6 +5,7 @@ from genrl.dataset import RolloutDataset
 from genrl.dream_env import DreamEnv
 from genrl.dream_vec_env import DreamVecEnv
 from genrl.errors import GenrlError
+from genrl.evaluate import EvaluationReport, evaluate
 from genrl.loop import TrainConfig, TrainResult, resume, train_in_imagination
 from genrl.registration import register_envs
 from genrl.world_model import WorldModel, WorldModelConfig
@@ -13,6 +14,7 @@ __version__ = "0.1.0"
 __all__ = [
     "DreamEnv",
     "DreamVecEnv",
+    "EvaluationReport",
     "GenrlError",
     "RolloutDataset",
     "TrainConfig",
@@ -20,6 +22,7 @@ __all__ = [
     "WorldModel",
     "WorldModelConfig",
     "collect",
+    "evaluate",
     "resume",
     "train_in_imagination",
 ]

@@ -30,9 +30,10 @@ def make_env(env_id: str, **kwargs: Any) -> gym.Env:
 
 def collect(
     env: str | gym.Env | VectorEnv,
-    steps: int,
+    steps: int | None = None,
     policy: Policy | Any | None = None,
     *,
+    episodes: int | None = None,
     seed: int | None = None,
     path: str | os.PathLike | None = None,
     dataset: RolloutDataset | None = None,
@@ -44,6 +45,8 @@ def collect(
 
     :param env: an env id, a ``gymnasium.Env`` or a ``gymnasium`` vector env
     :param steps: transitions to record (reset steps of vector envs are never counted)
+    :param episodes: instead of ``steps``, the number of whole episodes to record; episodes still
+        running when they are complete are dropped, not cut
     :param policy: ``None`` for uniform random actions, an SB3 model (anything with ``predict``),
         or a callable mapping a batch of observations (n_envs, *obs_shape) to a batch of actions
     :param seed: seeds the env's reset and the random actions
@@ -54,8 +57,12 @@ def collect(
     :return: the dataset, holding the new episodes. An episode still running when ``steps`` is
         reached is stored with ``truncated`` set on its last step.
     """
-    if int(steps) < 1:
-        raise GenrlError(f"steps must be a positive integer, got {steps!r}")
+    if (steps is None) == (episodes is None):
+        raise GenrlError(f"expected either steps or episodes, got steps={steps!r} and episodes={episodes!r}")
+    budget = steps if steps is not None else episodes
+    if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)) or budget < 1:
+        what = "steps" if steps is not None else "episodes"
+        raise GenrlError(f"{what} must be a positive integer, got {budget!r}")
     if not 0.0 <= epsilon <= 1.0:
         raise GenrlError(f"epsilon must be in [0, 1], got {epsilon!r}")
     venv, owned = _as_vector_env(env)
@@ -69,8 +76,10 @@ def collect(
             )
         else:
             dataset.check_spaces(obs_space, act_space)
-        act = _as_policy(policy, venv, deterministic, ActionCodec(act_space))
-        _run(venv, int(steps), act, dataset, seed, epsilon, progress, check_obs=policy is not None)
+        random = lambda obs: venv.action_space.sample()  # noqa: E731
+        act = as_policy(policy, ActionCodec(act_space), deterministic, random)
+        limit = _Limit(steps, episodes)
+        _run(venv, limit, act, dataset, seed, epsilon, progress, check_obs=policy is not None)
     finally:
         if owned:
             venv.close()
@@ -89,18 +98,41 @@ def _as_vector_env(env: str | gym.Env | VectorEnv) -> tuple[VectorEnv, bool]:
     raise GenrlError(f"env must be an env id, a gymnasium.Env or a vector env, got {type(env).__name__}")
 
 
-def _as_policy(policy: Any, venv: VectorEnv, deterministic: bool, codec: ActionCodec) -> Policy:
-    """The policy as a callable from a batch of observations to a validated batch of actions."""
-    if policy is None:
-        return lambda obs: venv.action_space.sample()
+def as_policy(
+    policy: Any, codec: ActionCodec, deterministic: bool = False, random: Policy | None = None
+) -> Policy:
+    """The policy as a callable from a batch of observations to a validated batch of actions.
+
+    :param policy: an SB3 model (anything with ``predict``), a callable, or ``None`` for ``random``
+    """
+    if policy is None and random is not None:
+        return random
     if hasattr(policy, "predict"):
         act = lambda obs: policy.predict(obs, deterministic=deterministic)[0]  # noqa: E731
     elif callable(policy):
         act = policy
     else:
-        raise GenrlError(f"policy must be None, an SB3 model or a callable, got {type(policy).__name__}")
+        allowed = "None, an SB3 model or a callable" if random is not None else "an SB3 model or a callable"
+        raise GenrlError(f"policy must be {allowed}, got {type(policy).__name__}")
     # Checked here, where they enter: a bad action would otherwise fail inside the env or the dataset.
-    return lambda obs: codec.as_batch(act(obs), venv.num_envs, "actions from the policy")
+    return lambda obs: codec.as_batch(act(obs), len(obs), "actions from the policy")
+
+
+class _Limit:
+    """When collection stops: after a number of transitions, or of whole episodes."""
+
+    def __init__(self, steps: int | None, episodes: int | None):
+        self.steps, self.episodes = steps, episodes
+        self.recorded = self.finished = 0
+
+    @property
+    def total(self) -> int:
+        return int(self.steps if self.steps is not None else self.episodes)
+
+    def done(self) -> bool:
+        if self.steps is not None:
+            return self.recorded >= self.steps
+        return self.finished >= self.episodes
 
 
 def _check_finite(values: np.ndarray, what: str, env: int, first_step: int) -> None:
@@ -120,7 +152,7 @@ def _check_finite(values: np.ndarray, what: str, env: int, first_step: int) -> N
 
 def _run(
     venv: VectorEnv,
-    steps: int,
+    limit: _Limit,
     policy: Policy,
     dataset: RolloutDataset,
     seed: int | None,
@@ -128,7 +160,7 @@ def _run(
     progress: bool,
     check_obs: bool,
 ) -> None:
-    """Step ``venv`` until ``steps`` transitions are recorded.
+    """Step ``venv`` until ``limit`` is reached.
 
     Episodes are checked for NaN and inf as they are stored; ``check_obs`` also checks each step's
     observations before a policy acts on them, so that a bad env is not reported as a bad policy.
@@ -142,9 +174,9 @@ def _run(
     obs, _ = venv.reset(seed=seed)
     episodes = [_Episode(i, obs[i]) for i in range(n)]
     resetting = np.zeros(n, dtype=bool)  # NEXT_STEP: this env's next step() only resets it
-    recorded = 0
-    with progress_bar(total=steps, desc="collect", unit="step", disable=not progress) as bar:
-        while recorded < steps:
+    unit = "step" if limit.steps is not None else "episode"
+    with progress_bar(total=limit.total, desc="collect", unit=unit, disable=not progress) as bar:
+        while not limit.done():
             if check_obs and not np.isfinite(obs).all():
                 episodes[int(np.argwhere(~np.isfinite(obs))[0][0])].check_finite()
             action = np.asarray(policy(obs))
@@ -158,22 +190,24 @@ def _run(
                 if resetting[i]:
                     episodes[i] = _Episode(i, next_obs[i])
                     continue
-                if recorded >= steps:
+                if limit.done():
                     continue
                 done = bool(terminated[i] or truncated[i])
                 final = next_obs[i]
                 if done and mode == AutoresetMode.SAME_STEP:
                     final = info["final_obs"][i]
                 episodes[i].add(action[i], reward[i], terminated[i], truncated[i], final)
-                recorded += 1
-                bar.update(1)
+                limit.recorded += 1
                 if done:
                     episodes[i].flush(dataset)
                     episodes[i] = _Episode(i, next_obs[i])
+                    limit.finished += 1
+                bar.update(1 if unit == "step" else int(done))
             resetting = (terminated | truncated) if mode == AutoresetMode.NEXT_STEP else np.zeros(n, bool)
             obs = next_obs
-    for episode in episodes:
-        episode.flush(dataset, cut=True)
+    if limit.steps is not None:
+        for episode in episodes:
+            episode.flush(dataset, cut=True)
 
 
 class _Episode:

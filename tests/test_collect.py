@@ -58,6 +58,19 @@ class CloseSpy(gym.Wrapper):
         super().close()
 
 
+@pytest.mark.parametrize("num_envs", [1, 3])
+def test_collect_whole_episodes(num_envs):
+    env = gym.make_vec("CartPole-v1", num_envs=num_envs, vectorization_mode="sync")
+    ds = genrl.collect(env, episodes=7, seed=0, progress=False)
+    env.close()
+    assert len(ds) == 7
+    assert_done_flags_only_at_end(ds)
+    assert_terminations_are_real(ds)
+    # Whole episodes only: none was cut by the end of collection.
+    for ep in ds.episodes:
+        assert ep["terminated"][-1] or len(ep["action"]) == 500
+
+
 def test_collect_from_env_instance_keeps_it_open():
     env = CloseSpy(gym.make("CartPole-v1"))
     ds = genrl.collect(env, 150, seed=1, progress=False)
@@ -192,6 +205,10 @@ def test_collect_into_dataset_of_other_env_is_refused(tmp_path):
         ({"env": "CartPole-v1", "steps": 0}, "steps must be a positive integer"),
         ({"env": "CartPole-v1", "steps": 10, "epsilon": 1.5}, r"epsilon must be in \[0, 1\]"),
         ({"env": "CartPole-v1", "steps": 10, "policy": 3}, "policy must be None, an SB3 model or a callable"),
+        ({"env": "CartPole-v1"}, "expected either steps or episodes, got steps=None and episodes=None"),
+        ({"env": "CartPole-v1", "steps": 5, "episodes": 2}, "expected either steps or episodes"),
+        ({"env": "CartPole-v1", "episodes": 0}, "episodes must be a positive integer, got 0"),
+        ({"env": "CartPole-v1", "episodes": 2.5}, "episodes must be a positive integer, got 2.5"),
     ],
 )
 def test_collect_rejects_bad_input(kwargs, match):
