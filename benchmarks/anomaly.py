@@ -55,7 +55,7 @@ from genrl.spaces import ActionCodec
 
 ONSET = 50
 FPR = 0.01
-WINDOW = 10
+WINDOW = 10  # default; --window overrides
 
 
 # ---- behaviour policies -----------------------------------------------------------------------
@@ -391,11 +391,14 @@ def markdown(envs: list[dict[str, Any]]) -> str:
 
 
 def main() -> None:
+    global WINDOW
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a small smoke run (minutes, not a result)")
     parser.add_argument("--envs", default=",".join(BENCHES), help="comma-separated env ids")
     parser.add_argument("--out", default="benchmarks/anomaly.json", help="JSON of per-fault results")
+    parser.add_argument("--window", type=int, default=WINDOW, help="the detector's window (steps)")
     args = parser.parse_args()
+    WINDOW = args.window
     os.environ.setdefault("GENRL_PROGRESS", "0")
     envs = []
     for env_id in args.envs.split(","):
