@@ -1,5 +1,6 @@
 """genrl: learn a generative copy of a Gymnasium environment and train SB3 agents inside it."""
 
+from genrl.anomaly import AnomalyMonitor, SurpriseDetector
 from genrl.collect import collect
 from genrl.dataset import RolloutDataset
 from genrl.dream_env import DreamEnv
@@ -12,11 +13,13 @@ from genrl.world_model import WorldModel, WorldModelConfig
 
 __version__ = "0.1.0"
 __all__ = [
+    "AnomalyMonitor",
     "DreamEnv",
     "DreamVecEnv",
     "EvaluationReport",
     "GenrlError",
     "RolloutDataset",
+    "SurpriseDetector",
     "TrainConfig",
     "TrainResult",
     "WorldModel",

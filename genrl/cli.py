@@ -1,4 +1,4 @@
-"""The ``genrl`` command: collect, fit, dream, train and eval over the presets in ``envs/`` and ``agents/``.
+"""The ``genrl`` command: collect, fit, dream, train, eval and anomaly, over the presets in ``envs/``.
 
 Each subcommand is one small function that calls the public Python API and prints a summary.
 Bad input (a ``GenrlError`` or a Gymnasium error) ends the command with one line on stderr and
@@ -21,19 +21,20 @@ import numpy as np
 import torch
 from rich.console import Console
 from rich.table import Table
-from stable_baselines3.common.evaluation import evaluate_policy
-from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv
 from torch.utils.tensorboard import SummaryWriter
 
 from genrl import __version__
 from genrl.agents import agent_preset, load_policy, make_agent
+from genrl.anomaly import SurpriseDetector, windowed_mean
 from genrl.collect import collect, make_env
 from genrl.dataset import RolloutDataset
 from genrl.dream_env import DreamEnv
 from genrl.errors import GenrlError
-from genrl.fileio import read_json
+from genrl.evaluate import PREDICTORS, evaluate
+from genrl.fileio import read_json, write_json
 from genrl.loop import default_run_dir, resolve_config, resume, train_in_imagination
+from genrl.report import write_report
 from genrl.world_model import WorldModel
 
 console = Console()
@@ -176,30 +177,116 @@ def cmd_dream(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    """Evaluate a trained run's policy in the real env (weights from safetensors, never a pickle)."""
-    run_dir = Path(args.run_dir)
-    cfg = read_json(run_dir / "config.json", "a genrl run config (config.json)")
-    env_id, agent = cfg.get("env_id"), cfg.get("agent")
-    if not isinstance(env_id, str) or agent is None:
-        raise GenrlError(f"{run_dir / 'config.json'}: expected 'env_id' and 'agent' settings")
-    weights = run_dir / "policy.safetensors"
-    if not weights.is_file():
-        raise GenrlError(f"expected policy weights at {weights}, found no such file (did the run finish?)")
-    venv = DummyVecEnv([lambda: Monitor(make_env(env_id))])
-    venv.seed(args.seed)
-    try:
+    """Evaluate a run (its world model on held-out data, its policy in the real env) or a model."""
+    path = Path(args.path)
+    writer_dir: Path | None = None
+    if (path / "config.json").is_file():  # a run folder
+        cfg = read_json(path / "config.json", "a genrl run config (config.json)")
+        env_id, agent = cfg.get("env_id"), cfg.get("agent")
+        if not isinstance(env_id, str) or agent is None:
+            raise GenrlError(f"{path / 'config.json'}: expected 'env_id' and 'agent' settings")
+        weights = path / "policy.safetensors"
+        if not weights.is_file():
+            raise GenrlError(
+                f"expected policy weights at {weights}, found no such file (did the run finish?)"
+            )
+        model = WorldModel.load(path / "model")
+        dataset = RolloutDataset.load(args.data if args.data is not None else path / "data")
+        venv = DummyVecEnv([lambda: make_env(env_id)])
         with warnings.catch_warnings():
             # Training-only settings (e.g. PPO's batch size vs. one env's rollout) warn here needlessly.
             warnings.simplefilter("ignore", UserWarning)
             learner = make_agent(agent_preset(agent), venv, seed=args.seed)
-        load_policy(learner, weights)
-        mean, std = evaluate_policy(learner, venv, n_eval_episodes=args.episodes, deterministic=True)
-    finally:
         venv.close()
-    print(
-        f"{env_id}: real return {mean:.1f} ± {std:.1f} over {args.episodes} episodes "
-        f"(deterministic policy from {weights})"
+        load_policy(learner, weights)
+        policy, env, writer_dir = learner, env_id, path / "tb"
+    elif (path / "model.json").is_file():
+        if args.data is None:
+            raise GenrlError(f"{path} is a model folder: expected --data DATA_DIR with held-out episodes")
+        model, dataset, policy, env, env_id = (
+            WorldModel.load(path),
+            RolloutDataset.load(args.data),
+            None,
+            None,
+            None,
+        )
+    else:
+        raise GenrlError(
+            f"expected a run folder (config.json) or a model folder (model.json) at {path}, "
+            "found no such file"
+        )
+    report = evaluate(
+        model, dataset, policy, env=env, episodes=args.episodes, horizon=args.horizon, seed=args.seed
     )
+    out = Path(args.out) if args.out is not None else path / "eval"
+    writer = SummaryWriter(str(writer_dir if writer_dir is not None else out / "tb"))
+    try:
+        markdown = write_report(report, out, writer)
+    finally:
+        writer.close()
+    s = report.scalars
+    table = Table(
+        title=f"world model on {report.data['episodes']} held-out episodes ({report.data['steps']} steps)"
+    )
+    table.add_column("horizon", justify="right")
+    for name in PREDICTORS:
+        table.add_column(f"{name} error", justify="right")
+    for key in sorted({k.rsplit("/h", 1)[1] for k in s if k.startswith("open_loop/model/h")}, key=int):
+        table.add_row(key, *(f"{s[f'open_loop/{name}/h{key}']:.4g}" for name in PREDICTORS))
+    console.print(table)
+    verdict = "below" if report.beats_baselines() else "NOT below"
+    print(
+        f"Open-loop error {verdict} both baselines at every horizon up to {args.horizon}; termination "
+        f"AUROC {s['termination/auroc']:.3f}; critic accuracy {100 * s['critic/clip_accuracy']:.1f}% "
+        f"(50% = indistinguishable)."
+    )
+    if report.gap:
+        returns = np.array(report.data["real_returns"])
+        print(
+            f"{env_id}: real return {returns.mean():.1f} ± {returns.std():.1f} over {len(returns)} episodes "
+            f"(deterministic policy); dream return at temperature 1: "
+            + ", ".join(f"{r['dream_return']:.1f}" for r in report.gap if r["temperature"] == 1.0)
+        )
+    print(f"Report: {markdown} (TensorBoard: {writer_dir if writer_dir is not None else out / 'tb'})")
+    return 0
+
+
+def cmd_anomaly(args: argparse.Namespace) -> int:
+    """Score every step of a dataset's episodes by the model's surprise; flag them if calibrated."""
+    model = WorldModel.load(args.model_dir)
+    data = RolloutDataset.load(args.data_dir)
+    detector = SurpriseDetector(model, window=args.window)
+    if args.normal is not None:
+        detector.calibrate(RolloutDataset.load(args.normal), fpr=args.fpr)
+    scores = detector.score_dataset(data)
+    table = Table(title=f"surprise of {args.data_dir} under {args.model_dir} (nats per step)")
+    for name in ("episode", "steps", "mean", "max", "flagged steps", "first alarm"):
+        table.add_column(name, justify="right")
+    rows = []
+    for i, score in enumerate(scores):
+        stat = windowed_mean(score, detector.window)
+        flagged = stat > detector.threshold if detector.threshold is not None else np.zeros(len(stat), bool)
+        first = int(np.argmax(flagged)) if flagged.any() else None
+        rows.append(
+            {"episode": i, "surprise": score.tolist(), "anomaly": flagged.tolist(), "first_alarm": first}
+        )
+        calibrated = detector.threshold is not None
+        table.add_row(
+            str(i), str(len(score)), f"{score.mean():.2f}", f"{score.max():.2f}",
+            str(int(flagged.sum())) if calibrated else "-", "-" if first is None else str(first),
+        )  # fmt: skip
+    console.print(table)
+    if args.out is not None:
+        write_json(Path(args.out), {"detector": detector.to_dict(), "episodes": rows})
+    if detector.threshold is None:
+        print(f"Scored {len(scores)} episodes; give --normal NORMAL_DIR to calibrate an alarm threshold.")
+    else:
+        alarmed = sum(r["first_alarm"] is not None for r in rows)
+        print(
+            f"Threshold {detector.threshold:.3f} (window {detector.window}, calibrated on {args.normal} "
+            f"for a {100 * args.fpr:g}% false-positive rate): "
+            f"{alarmed} of {len(rows)} episodes raise an alarm."
+        )
     return 0
 
 
@@ -223,6 +310,16 @@ def _non_negative_float(text: str) -> float:
         value = float("nan")
     if not 0 <= value < float("inf"):
         raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text!r}")
     return value
 
 
@@ -291,10 +388,33 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_dream)
 
-    p = sub.add_parser("eval", parents=[_common()], help="evaluate a trained run's policy in the real env")
-    p.add_argument("run_dir", metavar="RUN_DIR", help="run folder written by `genrl train`")
-    p.add_argument("--episodes", type=_positive_int, default=20, help="real episodes (default: 20)")
+    p = sub.add_parser(
+        "eval", parents=[_common()], help="report how good a world model is, on held-out data only"
+    )
+    p.add_argument(
+        "path", metavar="RUN_DIR", help="run folder of `genrl train` (or a model folder with --data)"
+    )
+    p.add_argument("--data", metavar="DATA_DIR", help="episodes to evaluate on (default: the run's)")
+    p.add_argument(
+        "--episodes",
+        type=_positive_int,
+        default=20,
+        help="fresh real episodes the policy plays (default: 20)",
+    )
+    p.add_argument(
+        "--horizon", type=_positive_int, default=50, help="longest open-loop horizon (default: 50)"
+    )
+    p.add_argument("--out", metavar="DIR", help="folder for report.md and plots (default: RUN_DIR/eval)")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("anomaly", parents=[_common()], help="score a dataset's steps by the model's surprise")
+    p.add_argument("model_dir", metavar="MODEL_DIR", help="folder written by `genrl fit` or `genrl train`")
+    p.add_argument("data_dir", metavar="DATA_DIR", help="dataset folder to score")
+    p.add_argument("--normal", metavar="DIR", help="held-out normal episodes to calibrate the alarm on")
+    p.add_argument("--fpr", type=_fraction, default=0.01, help="target false-positive rate (default: 0.01)")
+    p.add_argument("--window", type=_positive_int, default=10, help="steps the alarm averages (default: 10)")
+    p.add_argument("--out", metavar="FILE", help="write every step's surprise and alarm as JSON")
+    p.set_defaults(func=cmd_anomaly)
     return parser
 
 

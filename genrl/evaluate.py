@@ -103,6 +103,7 @@ def evaluate(
         for ep in fresh.episodes:
             evaluation.add_episode(**ep)  # fresh from the real env: never trained on
         report.data["fresh_episodes"] = len(fresh)
+        report.data["real_returns"] = [float(r) for r in returns]
         report.gap = _dream_gap(model, policy, fresh, returns, temperatures, max_steps, seed)
         for row in report.gap:
             t = f"{row['temperature']:g}"

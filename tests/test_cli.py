@@ -30,6 +30,7 @@ def _one_line_error(capsys, argv: list[str], match: str) -> None:
         (["collect", "Blackjack-v1", "--steps", "10", "--path", "x"], "unsupported observation space"),
         (["dream", "no/such/model"], "no such file"),
         (["eval", "no/such/run"], "no such file"),
+        (["anomaly", "no/such/model", "no/such/data"], "no such file"),
     ],
 )
 def test_bad_input_is_one_line(capsys, tmp_path, monkeypatch, argv, match):
@@ -57,6 +58,35 @@ def test_collect_fit_dream(capsys, tmp_path):
     assert "2 dreams: return" in capsys.readouterr().out
 
 
+def test_eval_and_anomaly_on_a_model_folder(capsys, tmp_path, cartpole_model, cartpole_dataset):
+    model, data, normal, train = (tmp_path / name for name in ("model", "data", "normal", "train"))
+    cartpole_model.save(model)
+    held_out = cartpole_model.held_out_episodes(cartpole_dataset)
+    held = cartpole_dataset.subset(held_out)
+    training = cartpole_dataset.subset([i for i in range(len(cartpole_dataset)) if i not in held_out])
+    for folder, source in ((data, cartpole_dataset), (normal, held), (train, training)):
+        copy = RolloutDataset(source.observation_space, source.action_space, folder)
+        for ep in source.episodes:
+            copy.add_episode(**ep)
+    _one_line_error(capsys, ["eval", str(model)], "expected --data DATA_DIR")
+    assert (
+        main(["eval", str(model), "--data", str(data), "--horizon", "5", "--out", str(tmp_path / "ev")]) == 0
+    )
+    assert "Open-loop error" in capsys.readouterr().out
+    assert "held-out episodes of the dataset" in (tmp_path / "ev" / "report.md").read_text()
+    assert list((tmp_path / "ev" / "tb").glob("events.out.tfevents.*"))
+    argv = ["anomaly", str(model), str(data), "--normal", str(normal), "--out", str(tmp_path / "s.json")]
+    assert main(argv) == 0
+    assert "false-positive rate" in capsys.readouterr().out
+    scores = json.loads((tmp_path / "s.json").read_text())
+    assert len(scores["episodes"]) == len(cartpole_dataset)
+    assert [len(e["surprise"]) for e in scores["episodes"]] == [
+        len(ep["action"]) for ep in cartpole_dataset.episodes
+    ]
+    # Calibrating on training episodes would set the threshold too low: refused in one line.
+    _one_line_error(capsys, ["anomaly", str(model), str(data), "--normal", str(train)], "held-out")
+
+
 def test_train_then_eval(capsys, tmp_path):
     preset = {
         "id": "CartPole-v1",
@@ -74,8 +104,12 @@ def test_train_then_eval(capsys, tmp_path):
     assert "Trained on 300 real env steps" in out
     summary = json.loads((run_dir / "summary.json").read_text())
     assert [row["real_steps"] for row in summary["history"]] == [200, 300]
-    assert main(["eval", str(run_dir), "--episodes", "2"]) == 0
-    assert "CartPole-v1: real return" in capsys.readouterr().out
+    assert main(["eval", str(run_dir), "--episodes", "2", "--horizon", "10"]) == 0
+    out = capsys.readouterr().out
+    assert "CartPole-v1: real return" in out and "both baselines at every horizon up to 10" in out
+    report = (run_dir / "eval" / "report.md").read_text()
+    assert "2 fresh real episodes played by the policy" in report
+    assert (run_dir / "eval" / "open_loop.png").is_file() and (run_dir / "eval" / "report.json").is_file()
     # --resume continues with the run's own settings; here it extends the run by one iteration.
     assert main(["train", "--resume", str(run_dir), "--iterations", "3", "--no-progress"]) == 0
     captured = capsys.readouterr()
