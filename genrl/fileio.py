@@ -16,6 +16,12 @@ import numpy as np
 from genrl.errors import GenrlError
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
     """Call ``write(tmp_path)`` then rename onto ``path``, so readers never see a half file."""
     path = Path(path)
@@ -23,6 +29,9 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
+        # mkstemp makes the file private (0600); the result should get the usual permissions, so
+        # that a shared run folder, model or report can be read by whoever may read the folder.
+        os.chmod(tmp, 0o666 & ~_umask())
         write(tmp)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())

@@ -1,5 +1,7 @@
 import json
+import os
 import pickle
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -103,6 +105,15 @@ def test_atomic_write_leaves_nothing_behind_on_failure(tmp_path):
         atomic_write(target, failing_write)
     assert not target.exists()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_write_gives_the_usual_permissions(tmp_path):
+    old = os.umask(0o022)
+    try:
+        atomic_write(tmp_path / "shared.txt", lambda tmp: Path(tmp).write_text("x"))
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "shared.txt").stat().st_mode) == 0o644
 
 
 def test_atomic_write_replaces_whole_file(tmp_path):
