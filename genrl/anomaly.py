@@ -7,6 +7,12 @@ model's one-step prediction given the real history ``obs[0..t]``, ``action[0..t]
 the env did not carry out all make the real next observation unlikely under the dynamics the model
 learned from normal data.
 
+No observation-space term is added: nothing measured so far shows it would help. For the
+clearest miss of benchmarks/anomaly.py, a stuck CartPole cart position, the fault moves the next
+observation by ``0.02 * x_dot`` (std 0.007), the size of the model's own error on that dimension
+after decoding (std 0.008 on clean data, 0.009 with the fault), so a decoded residual would not
+separate it either. (The observation term was checked for that fault only, not end to end.)
+
 One step's surprise is noisy; subtle faults (a changed gravity) raise it a little on every step.
 The alarm statistic is therefore the mean surprise over the last ``window`` steps (fewer at an
 episode's start), thresholded at a quantile of its values on normal episodes the model never
