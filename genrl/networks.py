@@ -64,20 +64,39 @@ class MixtureDensityHead(nn.Module):
     coherent across dimensions.
     """
 
-    def __init__(self, features: int, latent_dim: int, components: int, hidden: int):
+    def __init__(
+        self, features: int, latent_dim: int, components: int, hidden: int, linear_features: int = 0
+    ):
         super().__init__()
         self.k, self.d = components, latent_dim
         self.net = mlp(features, hidden, components * (1 + 2 * latent_dim), layers=1)
+        self.linear = nn.Linear(linear_features, latent_dim) if linear_features else None
 
-    def forward(self, h: torch.Tensor, base: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(
+        self, h: torch.Tensor, base: torch.Tensor, linear_input: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Mixture logits (..., K), means (..., K, D) and log-stds (..., K, D).
 
         Means are residuals added to ``base`` (the current latent): small steps are easy to learn.
+        With ``linear_features``, every component's step also adds a linear map of
+        ``linear_input`` (the latent and the action): a linear dynamics core.
         """
         out = self.net(h)
         logits = out[..., : self.k]
         delta, log_std = out[..., self.k :].reshape(*h.shape[:-1], self.k, 2 * self.d).chunk(2, dim=-1)
+        if self.linear is not None:
+            delta = delta + self.linear(linear_input).unsqueeze(-2)
         return logits, base.unsqueeze(-2) + delta, log_std.clamp(-7.0, 2.0)
+
+    @torch.no_grad()
+    def set_linear_core(self, weight: torch.Tensor, bias: torch.Tensor) -> None:
+        """Start from given linear dynamics; the network's own steps start at zero, to learn what is left."""
+        self.linear.weight.copy_(weight)
+        self.linear.bias.copy_(bias)
+        # Outputs are K logits, then per component D steps and D log-stds: zero the steps.
+        rows = self.k + (torch.arange(self.k)[:, None] * 2 * self.d + torch.arange(self.d)).flatten()
+        self.net[-1].weight[rows] = 0.0
+        self.net[-1].bias[rows] = 0.0
 
 
 def mixture_nll(

@@ -54,6 +54,7 @@ from genrl.spaces import ActionCodec, check_spaces_match, check_supported, space
 FORMAT = "genrl.world_model"
 VERSION = 1
 MAX_START_STATES = 10_000
+CHOICES = {"encoder": ("vae", "identity"), "lr_schedule": ("constant", "cosine")}
 
 
 @dataclass
@@ -75,6 +76,15 @@ class WorldModelConfig:
     grad_clip: float = 10.0
     val_every: int = 10  # every val_every-th episode is held out from training
     seed: int = 0
+    # "vae": a VAE encodes observations into a latent. "identity" (vector observations): the
+    # latent is the standardised observation itself, exact, and the dynamics gain a linear core
+    # set by least squares on the first fit, the networks learning what it misses. Precise
+    # dynamics matter more than compression for low-dimensional state, as in PETS and MBPO.
+    encoder: str = "vae"
+    nll_beta: float = 0.0  # beta-NLL weighting of the dynamics' likelihood (0: plain NLL)
+    # "cosine": each fit() anneals the learning rate to 1% of learning_rate, for precise dynamics
+    # (then fit(n); fit(m) no longer equals fit(n + m)). "constant": as set.
+    lr_schedule: str = "constant"
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> WorldModelConfig:
@@ -90,6 +100,12 @@ class WorldModelConfig:
         for name, value in data.items():
             if name == "latent_dim" and value is None:
                 values[name] = None
+            elif name in CHOICES:
+                if value not in CHOICES[name]:
+                    raise GenrlError(
+                        f"world model setting {name}: expected one of {CHOICES[name]}, got {brief(value)}"
+                    )
+                values[name] = value
             elif isinstance(fields[name].default, float):
                 number = _as_float(value)
                 if number is None or not 0 <= number < math.inf:
@@ -151,20 +167,35 @@ class WorldModel(nn.Module):
         elif overrides:
             config = dataclasses.replace(config, **overrides)
         obs_shape = tuple(observation_space.shape)
+        if config.encoder == "identity":
+            size = int(np.prod(obs_shape))
+            if len(obs_shape) != 1 or config.latent_dim not in (None, size):
+                raise GenrlError(
+                    "the identity encoder keeps the observation as the latent: expected a vector "
+                    f"observation and latent_dim None or {size}, got shape {obs_shape} and "
+                    f"latent_dim {config.latent_dim}"
+                )
+            config = dataclasses.replace(config, latent_dim=size)
         if config.latent_dim is None:
             config = dataclasses.replace(config, latent_dim=int(np.clip(2 * np.prod(obs_shape), 8, 64)))
         self.config = config
         self.observation_space, self.action_space = observation_space, action_space
         self.actions = ActionCodec(action_space)
         c = config
+        self.identity = c.encoder == "identity"
         with _seeded(c.seed):
-            self.encoder, self.decoder = build_vae(obs_shape, c.latent_dim, c.hidden_dim)
+            if not self.identity:
+                self.encoder, self.decoder = build_vae(obs_shape, c.latent_dim, c.hidden_dim)
             self.rnn_in = nn.Sequential(nn.Linear(c.latent_dim + self.actions.dim, c.rnn_dim), nn.SiLU())
             self.rnn = nn.GRU(c.rnn_dim, c.rnn_dim, batch_first=True)
             # The heads see the action directly, not only through the GRU: otherwise a mixture can
             # explain the action's effect away as two equally likely outcomes.
             head_in = c.rnn_dim + self.actions.dim
-            self.mdn = MixtureDensityHead(head_in, c.latent_dim, c.num_mixtures, c.hidden_dim)
+            linear = c.latent_dim + self.actions.dim if self.identity else 0
+            # With the identity encoder the mixture also sees the exact state, not only the GRU's
+            # summary of it: the network's correction to the linear core must be precise.
+            mdn_in = head_in + linear - self.actions.dim if self.identity else head_in
+            self.mdn = MixtureDensityHead(mdn_in, c.latent_dim, c.num_mixtures, c.hidden_dim, linear)
             self.reward_head = mlp(head_in + c.latent_dim, c.hidden_dim, 1, layers=1)
             self.termination_head = mlp(head_in + c.latent_dim, c.hidden_dim, 1, layers=1)
         self.register_buffer("obs_mean", torch.zeros(obs_shape))
@@ -192,12 +223,19 @@ class WorldModel(nn.Module):
 
     def encode(self, obs: torch.Tensor) -> torch.Tensor:
         """Observations (B, *obs_shape) -> latent means (B, latent_dim)."""
-        return self.encoder((obs.float() - self.obs_mean) / self.obs_std)[0]
+        return self._encode_standardised((obs.float() - self.obs_mean) / self.obs_std)[0]
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Latents (B, latent_dim) -> observations, clipped to the observation space."""
-        obs = self.decoder(z) * self.obs_std + self.obs_mean
+        obs = self._decode_standardised(z) * self.obs_std + self.obs_mean
         return torch.maximum(torch.minimum(obs, self._obs_high), self._obs_low)
+
+    def _encode_standardised(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Standardised observations -> the latent's mean and log-variance (None: exact)."""
+        return (obs, None) if self.identity else self.encoder(obs)
+
+    def _decode_standardised(self, z: torch.Tensor) -> torch.Tensor:
+        return z if self.identity else self.decoder(z)
 
     def initial_state(self, batch_size: int) -> torch.Tensor:
         """The recurrent state a dream starts from: zeros (B, rnn_dim)."""
@@ -226,7 +264,14 @@ class WorldModel(nn.Module):
         """One recurrent step: next h, and the mixture over the next latent."""
         x = self.rnn_in(torch.cat([z, action_vec], dim=-1))
         h = self.rnn(x.unsqueeze(1), h.unsqueeze(0))[1].squeeze(0)
-        return (h, *self.mdn(torch.cat([h, action_vec], dim=-1), z))
+        return (h, *self._mixture(h, z, action_vec))
+
+    def _mixture(
+        self, h: torch.Tensor, z: torch.Tensor, action_vec: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The mixture over the next latent, from the recurrent state, the latent and the action."""
+        features = torch.cat([h, action_vec, z] if self.identity else [h, action_vec], -1)
+        return self.mdn(features, z, torch.cat([z, action_vec], -1))
 
     @torch.no_grad()
     def predict_sequence(
@@ -242,7 +287,7 @@ class WorldModel(nn.Module):
         a = self.actions.encode(actions.reshape(batch * steps, *actions.shape[2:])).reshape(batch, steps, -1)
         h0 = self.initial_state(batch) if h is None else h
         out, h_last = self.rnn(self.rnn_in(torch.cat([z[:, :-1], a], -1)), h0.unsqueeze(0))
-        logits, mu, log_std = self.mdn(torch.cat([out, a], -1), z[:, :-1])
+        logits, mu, log_std = self._mixture(out, z[:, :-1], a)
         feat = torch.cat([out, a, z[:, 1:]], dim=-1)
         return SequencePrediction(
             nll=mixture_nll(logits, mu, log_std, z[:, 1:]),
@@ -264,19 +309,24 @@ class WorldModel(nn.Module):
         obs = (batch["obs"] - self.obs_mean) / self.obs_std  # (B, L+1, ...)
         mask = batch["mask"].float()  # (B, L)
         obs_mask = torch.cat([torch.ones_like(mask[:, :1]), mask], dim=1)
-        mean, logvar = self.encoder(obs)
-        z = mean + torch.randn_like(mean) * (0.5 * logvar).exp()
-        recon = (self.decoder(z) - obs).pow(2).flatten(2).mean(-1)
-        kl = 0.5 * (mean.pow(2) + logvar.exp() - 1 - logvar).sum(-1)
+        mean, logvar = self._encode_standardised(obs)
         # The dynamics learns on the encoder's means; gradients stop so it cannot reshape the latent.
         zt = mean.detach()
         actions = self.actions.encode(batch["action"].flatten(0, 1)).unflatten(0, mask.shape)
         h = self.rnn(self.rnn_in(torch.cat([zt[:, :-1], actions], -1)))[0]
-        logits, mu, log_std = self.mdn(torch.cat([h, actions], -1), zt[:, :-1])
+        logits, mu, log_std = self._mixture(h, zt[:, :-1], actions)
         nll = mixture_nll(logits, mu, log_std, zt[:, 1:]) / self.config.latent_dim
+        if self.config.nll_beta > 0:
+            # beta-NLL (Seitzer et al., 2022): weighting each step by its predicted variance**beta
+            # keeps the sharpest predictions' huge gradients from drowning the rest; beta=1 trains
+            # the means as squared error would.
+            variance = mixture_std(logits, mu, log_std).detach().pow(2)
+            nll = nll * variance.pow(self.config.nll_beta)
         # Likelihood in latent space alone lets small latent errors become large observation
         # errors; scoring the decoded mixture mean in observation space keeps predictions sharp there.
-        prediction = (self.decoder(mixture_mean(logits, mu)) - obs[:, 1:]).pow(2).flatten(2).mean(-1)
+        prediction = (
+            (self._decode_standardised(mixture_mean(logits, mu)) - obs[:, 1:]).pow(2).flatten(2).mean(-1)
+        )
         feat = torch.cat([h, actions, zt[:, 1:]], dim=-1)
         reward_target = (batch["reward"] - self.reward_mean) / self.reward_std
         reward = (self.reward_head(feat).squeeze(-1) - reward_target).pow(2)
@@ -297,10 +347,14 @@ class WorldModel(nn.Module):
         for t in range(k):
             h_ol, lg, m, _ = self._transition(z_ol, h_ol, actions[:, t])
             z_ol = mixture_mean(lg, m)
-            open_loop.append((self.decoder(z_ol) - obs[:, t + 1]).pow(2).flatten(1).mean(-1))
-        losses = {
-            "reconstruction": avg(recon, obs_mask),
-            "kl": avg(kl, obs_mask),
+            open_loop.append((self._decode_standardised(z_ol) - obs[:, t + 1]).pow(2).flatten(1).mean(-1))
+        losses = {}
+        if logvar is not None:  # a VAE; the identity encoder is exact and has nothing to learn
+            z = mean + torch.randn_like(mean) * (0.5 * logvar).exp()
+            recon = (self.decoder(z) - obs).pow(2).flatten(2).mean(-1)
+            kl = 0.5 * (mean.pow(2) + logvar.exp() - 1 - logvar).sum(-1)
+            losses = {"reconstruction": avg(recon, obs_mask), "kl": avg(kl, obs_mask)}
+        losses |= {
             "dynamics_nll": avg(nll, mask),
             "reward": avg(reward, mask),
             "termination": avg(term, mask),
@@ -337,6 +391,8 @@ class WorldModel(nn.Module):
         train = dataset.subset([i for i, h in enumerate(held_out) if not h]) if val_idx else dataset
         if int(self.trained_steps) == 0:
             self._set_statistics(train)
+            if self.identity:
+                self._set_linear_core(train)
         seen = np.union1d(self.trained_episodes.cpu().numpy(), train.episode_digests())
         self.trained_episodes = torch.as_tensor(seen, dtype=torch.long, device=self.device)
         self.set_start_states(dataset.start_states())
@@ -346,7 +402,7 @@ class WorldModel(nn.Module):
             _seeded(c.seed),
             progress_bar(total=steps, desc="fit world model", unit="step", disable=not progress) as bar,
         ):
-            for _ in range(steps):
+            for i in range(steps):
                 # Every step draws from (seed, step), so fit(n); fit(m) equals fit(n + m): a run
                 # resumed between any two fits trains exactly as an uninterrupted one.
                 rng = _step_rng(c.seed, int(self.trained_steps))
@@ -355,6 +411,11 @@ class WorldModel(nn.Module):
                 optimizer.zero_grad(set_to_none=True)
                 total.backward()
                 nn.utils.clip_grad_norm_(self.parameters(), c.grad_clip)
+                if c.lr_schedule == "cosine":
+                    for group in optimizer.param_groups:
+                        group["lr"] = c.learning_rate * (
+                            0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * i / steps))
+                        )
                 optimizer.step()
                 self.trained_steps += 1
                 step = int(self.trained_steps)
@@ -434,6 +495,19 @@ class WorldModel(nn.Module):
         self.obs_std.copy_(obs.std(0).nan_to_num(1.0).clamp_min(1e-3))
         self.reward_mean.copy_(rewards.mean())
         self.reward_std.copy_(rewards.std().nan_to_num(1.0).clamp_min(1e-3))
+
+    def _set_linear_core(self, dataset: RolloutDataset, ridge: float = 1e-3) -> None:
+        """Least-squares linear dynamics of the standardised observation: where training starts."""
+        eps = [ep for ep in dataset.episodes if len(ep["action"])]
+        with torch.no_grad():
+            obs = torch.as_tensor(np.concatenate([ep["obs"][:-1] for ep in eps]), device=self.device)
+            nxt = torch.as_tensor(np.concatenate([ep["obs"][1:] for ep in eps]), device=self.device)
+            act = torch.as_tensor(np.concatenate([ep["action"] for ep in eps]), device=self.device)
+            z, z_next = self.encode(obs).double(), self.encode(nxt).double()
+            x = torch.cat([z, self.actions.encode(act).double(), torch.ones_like(z[:, :1])], -1)
+            gram = x.T @ x + ridge * len(x) * torch.eye(x.shape[1], dtype=x.dtype, device=x.device)
+            w = torch.linalg.solve(gram, x.T @ (z_next - z))  # (features + 1, latent)
+        self.mdn.set_linear_core(w[:-1].T.float(), w[-1].float())
 
     def set_start_states(self, states: np.ndarray) -> None:
         """Real observations dreams may start from; kept with the model when it is saved."""

@@ -355,3 +355,56 @@ def test_predict_sequence_scores_real_history(cartpole_model, cartpole_dataset):
     assert cartpole_model.predict_sequence(shuffled, actions).nll.mean() > whole.nll.mean() + 5
     assert whole.termination_logit[0, -1] > whole.termination_logit[0, :-3].max()
     np.testing.assert_allclose(whole.reward.numpy(), ep["reward"][None], atol=0.2)
+
+
+PRECISE = {"encoder": "identity", "num_mixtures": 1, "nll_beta": 1.0, "prediction_weight": 10.0}
+
+
+def test_identity_encoder_keeps_the_observation(cartpole_dataset, small_config, tmp_path):
+    model = WorldModel(
+        cartpole_dataset.observation_space, cartpole_dataset.action_space, **small_config, **PRECISE
+    )
+    assert model.config.latent_dim == 4
+    # fit(0) sets the statistics and the least-squares core without a gradient step.
+    model.fit(cartpole_dataset, steps=0, progress=False)
+    obs = torch.as_tensor(cartpole_dataset.all_states()[:50])
+    torch.testing.assert_close(model.decode(model.encode(obs)), obs, atol=1e-5, rtol=1e-5)
+    # The core alone is least-squares linear dynamics: on CartPole's nearly linear physics, one
+    # step is predicted to within a small fraction of each dimension's spread.
+    ep = cartpole_dataset.episodes[9]
+    z = model.encode(torch.as_tensor(ep["obs"][:-1]))
+    out = model.step(z, model.initial_state(len(z)), torch.as_tensor(ep["action"]), temperature=0.0)
+    error = (model.decode(out.z) - torch.as_tensor(ep["obs"][1:])) / model.obs_std
+    assert error.abs().max() < 0.05
+    assert "reconstruction" not in model.fit(cartpole_dataset, steps=5, progress=False)
+    loaded = _copy_model(model, tmp_path)
+    assert loaded.identity and loaded.config.encoder == "identity"
+    for (name, a), b in zip(model.state_dict().items(), loaded.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+
+
+def test_cosine_schedule_anneals_each_fit(pendulum_dataset, small_config):
+    model = WorldModel(
+        pendulum_dataset.observation_space,
+        pendulum_dataset.action_space,
+        **small_config,
+        lr_schedule="cosine",
+    )
+    model.fit(pendulum_dataset, steps=10, progress=False)
+    assert model.optimizer_state_dict()["param_groups"][0]["lr"] == pytest.approx(
+        1e-3 * (0.01 + 0.99 * 0.5 * (1 + np.cos(np.pi * 9 / 10)))
+    )
+
+
+@pytest.mark.parametrize(
+    "settings, match",
+    [
+        ({"encoder": "pca"}, r"encoder: expected one of \('vae', 'identity'\), got 'pca'"),
+        ({"lr_schedule": "linear"}, r"lr_schedule: expected one of \('constant', 'cosine'\)"),
+        ({"encoder": "identity", "latent_dim": 8}, "expected a vector observation and latent_dim None or 4"),
+        ({"nll_beta": -1.0}, "nll_beta: expected a number >= 0"),
+    ],
+)
+def test_precise_settings_are_checked(cartpole_dataset, settings, match):
+    with pytest.raises(GenrlError, match=match):
+        WorldModel(cartpole_dataset.observation_space, cartpole_dataset.action_space, **settings)
