@@ -20,6 +20,7 @@ writes the result as markdown, PNG plots and TensorBoard scalars.
 
 from __future__ import annotations
 
+import numbers
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -84,12 +85,15 @@ def evaluate(
     :param horizon: the longest open-loop prediction, in steps
     :param max_windows: open-loop windows sampled from the held-out steps
     """
-    model = as_model(model, "cpu" if isinstance(model, (str, os.PathLike)) else None)
+    # A model object stays on its device; a saved one is evaluated on the CPU.
+    model = as_model(model, model.device if isinstance(model, WorldModel) else "cpu")
     if not isinstance(dataset, RolloutDataset):
         raise GenrlError(f"expected a RolloutDataset to evaluate on, got {type(dataset).__name__}")
     dataset.check_spaces(model.observation_space, model.action_space)
-    if int(horizon) < 1 or int(episodes) < 1:
-        raise GenrlError(f"expected horizon and episodes >= 1, got {horizon!r} and {episodes!r}")
+    sizes = {"episodes": episodes, "horizon": horizon, "clip_length": clip_length, "max_windows": max_windows}
+    for name, value in sizes.items():
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+            raise GenrlError(f"evaluate {name}: expected an integer >= 1, got {value!r}")
     if policy is not None and env is None:
         raise GenrlError("expected env (an id or a gymnasium.Env) to compare the policy's dream with reality")
     model.eval()

@@ -145,7 +145,8 @@ def test_write_report_files_and_tensorboard(report, tmp_path):
     [
         ({"dataset": "data"}, "expected a RolloutDataset to evaluate on, got str"),
         ({"policy": balance}, "expected env"),
-        ({"horizon": 0}, "expected horizon and episodes >= 1, got 0"),
+        ({"horizon": 0}, "evaluate horizon: expected an integer >= 1, got 0"),
+        ({"episodes": 2.5}, "evaluate episodes: expected an integer >= 1, got 2.5"),
         ({"policy": balance, "env": "Pendulum-v1"}, "space mismatch"),
         ({"policy": balance, "env": "CartPole-v1", "temperatures": (-1.0,)}, "temperatures >= 0, got -1.0"),
     ],
