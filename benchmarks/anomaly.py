@@ -272,7 +272,7 @@ def evaluate(
     base: list[np.ndarray],
     clean_stats: np.ndarray,
     clean_base: np.ndarray,
-    threshold: float,
+    detector: SurpriseDetector,
 ) -> dict[str, Any]:
     """AUROC of detector and baseline, and detection delays, for one fault setting's episodes."""
     pos = [s[ONSET + WINDOW - 1 :] for s in stats]
@@ -285,10 +285,10 @@ def evaluate(
     for s in stats:
         if len(s) <= ONSET:  # the episode ended before its fault began: nothing to detect
             continue
-        alarms = np.flatnonzero(s[ONSET:] > threshold)
+        alarms = np.flatnonzero(detector.alarms(s)[ONSET:])
         delays.append(int(alarms[0]) if len(alarms) else None)
     found = [d for d in delays if d is not None]
-    pre_onset = np.concatenate([s[:ONSET] for s in stats])
+    pre_onset = np.concatenate([detector.alarms(s)[:ONSET] for s in stats])
     return {
         "auroc": auroc,
         "auroc_baseline": auroc_base,
@@ -298,7 +298,7 @@ def evaluate(
         "episodes": len(delays),
         "ended_before_onset": len(stats) - len(delays),
         "mean_faulty_length": float(np.mean([len(s) - ONSET for s in stats])),
-        "pre_onset_alarm_rate": float(np.mean(pre_onset > threshold)) if len(pre_onset) else None,
+        "pre_onset_alarm_rate": float(np.mean(pre_onset)) if len(pre_onset) else None,
     }
 
 
@@ -326,7 +326,7 @@ def bench_env(bench: Bench, quick: bool, seed: int = 0) -> dict[str, Any]:
     threshold = detector.calibrate(calib, fpr=FPR)
     clean = run_episodes(env, policy, n_clean, seed=2)
     clean_stats_full = [windowed_mean(s, WINDOW) for s in detector.score_dataset(clean)]
-    fpr_measured = float(np.mean(np.concatenate(clean_stats_full) > threshold))
+    fpr_measured = float(np.mean(np.concatenate([detector.alarms(s) for s in clean_stats_full])))
     clean_stats = np.concatenate([s[WINDOW - 1 :] for s in clean_stats_full])
 
     codec = ActionCodec(env.action_space)
@@ -348,7 +348,7 @@ def bench_env(bench: Bench, quick: bool, seed: int = 0) -> dict[str, Any]:
         stats = [windowed_mean(s, WINDOW) for s in detector.score_dataset(data)]
         base = [windowed_mean(baseline.score(f), WINDOW) for f in transitions(data, codec)]
         row = {"fault": fault.name, "strength": fault.strength, "documented": fault.documented}
-        row.update(evaluate(stats, base, clean_stats, clean_base, threshold))
+        row.update(evaluate(stats, base, clean_stats, clean_base, detector))
         results.append(row)
         print(f"  {bench.env_id} {fault.name} {fault.strength}: AUROC {row['auroc']:.3f}", flush=True)
     env.close()
@@ -356,7 +356,7 @@ def bench_env(bench: Bench, quick: bool, seed: int = 0) -> dict[str, Any]:
         "env": bench.env_id,
         "train_steps": train.num_steps,
         "fit_steps": int(model.trained_steps),
-        "model": {**bench.model, "seed": seed},
+        "model": settings,
         "fit_metrics": fit_metrics,
         "window": WINDOW,
         "target_fpr": FPR,

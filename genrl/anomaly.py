@@ -16,7 +16,10 @@ separate it either. (The observation term was checked for that fault only, not e
 One step's surprise is noisy; subtle faults (a changed gravity) raise it a little on every step.
 The alarm statistic is therefore the mean surprise over the last ``window`` steps (fewer at an
 episode's start), thresholded at a quantile of its values on normal episodes the model never
-trained on.
+trained on. The first ``window - 1`` steps each get their own threshold: their statistic averages
+fewer steps, and the model, with no history yet, is more surprised there (a CartPole model's first
+step scores about 10 nats above the rest); one pooled threshold would raise an alarm at the start
+of nearly every normal episode.
 """
 
 from __future__ import annotations
@@ -60,7 +63,8 @@ class SurpriseDetector:
             raise GenrlError(f"SurpriseDetector: expected a WorldModel, got {type(model).__name__}")
         self.model = model
         self.window = _check_window(window)
-        self.threshold: float | None = None
+        self.threshold: float | None = None  # for steps with a full window (t >= window - 1)
+        self.start_thresholds: list[float] = []  # for steps t < window - 1, one each
         self.fpr: float | None = None
         self._codec = ActionCodec(model.action_space)
 
@@ -77,11 +81,20 @@ class SurpriseDetector:
 
     def is_anomaly(self, observations: Any, actions: Any) -> np.ndarray:
         """Which steps raise the alarm (statistic above the calibrated threshold), (T,) bool."""
+        return self.alarms(self.statistic(observations, actions))
+
+    def threshold_at(self, step: int) -> float:
+        """The calibrated threshold of step ``step`` (0-based) of an episode."""
         if self.threshold is None:
-            raise GenrlError(
-                "SurpriseDetector.is_anomaly: expected a calibrated detector; call calibrate first"
-            )
-        return self.statistic(observations, actions) > self.threshold
+            raise GenrlError("SurpriseDetector: expected a calibrated detector; call calibrate first")
+        return self.start_thresholds[step] if step < len(self.start_thresholds) else self.threshold
+
+    def alarms(self, statistic: np.ndarray) -> np.ndarray:
+        """Which steps of one episode's alarm statistic (from :meth:`statistic`) raise the alarm."""
+        statistic = np.asarray(statistic, dtype=np.float64)
+        limits = np.array([self.threshold_at(t) for t in range(min(len(statistic), self.window))])
+        limits = np.concatenate([limits, np.full(max(0, len(statistic) - len(limits)), self.threshold)])
+        return statistic > limits
 
     def score_dataset(
         self, dataset: RolloutDataset, episodes: Sequence[int] | None = None
@@ -155,14 +168,29 @@ class SurpriseDetector:
                 "calibrate: expected episodes the model never trained on (held-out normal data), "
                 f"got a dataset whose {len(dataset)} episodes were all used to train it"
             )
-        stats = np.concatenate([windowed_mean(s, self.window) for s in self.score_dataset(dataset, held_out)])
-        self.threshold = float(np.quantile(stats, 1.0 - fpr))
+        stats = [windowed_mean(s, self.window) for s in self.score_dataset(dataset, held_out)]
+        full = np.concatenate([s[self.window - 1 :] for s in stats])
+        if not len(full):
+            longest = max(len(s) for s in stats)
+            raise GenrlError(
+                f"calibrate: expected held-out episodes longer than the window ({self.window} steps), "
+                f"got none longer than {longest}"
+            )
+        self.threshold = float(np.quantile(full, 1.0 - fpr))
+        self.start_thresholds = [
+            float(np.quantile([s[t] for s in stats if len(s) > t], 1.0 - fpr)) for t in range(self.window - 1)
+        ]
         self.fpr = float(fpr)
         return self.threshold
 
     def to_dict(self) -> dict[str, Any]:
         """The detector's settings (not the model), as JSON-ready values."""
-        return {"window": self.window, "threshold": self.threshold, "fpr": self.fpr}
+        return {
+            "window": self.window,
+            "threshold": self.threshold,
+            "start_thresholds": self.start_thresholds,
+            "fpr": self.fpr,
+        }
 
     @classmethod
     def from_dict(cls, model: WorldModel, data: Any) -> SurpriseDetector:
@@ -183,6 +211,18 @@ class SurpriseDetector:
             if isinstance(fpr, bool) or not isinstance(fpr, numbers.Real) or not 0.0 < fpr < 1.0:
                 raise GenrlError(f"expected an fpr in (0, 1), got {brief(fpr)}")
             detector.threshold, detector.fpr = float(threshold), float(fpr)
+            starts = data.get("start_thresholds", [])
+            if (
+                not isinstance(starts, list)
+                or len(starts) not in (0, detector.window - 1)
+                or not all(
+                    isinstance(v, numbers.Real) and not isinstance(v, bool) and np.isfinite(v) for v in starts
+                )
+            ):
+                raise GenrlError(
+                    f"expected start_thresholds: {detector.window - 1} finite numbers, got {brief(starts)}"
+                )
+            detector.start_thresholds = [float(v) for v in starts]
         return detector
 
 
@@ -207,13 +247,14 @@ class AnomalyMonitor(gym.Wrapper):
         self._obs: torch.Tensor | None = None
         self._h: torch.Tensor | None = None
         self._recent: deque[float] = deque(maxlen=detector.window)
+        self._t = 0
 
     def _as_tensor(self, obs: Any) -> torch.Tensor:
         return torch.as_tensor(np.asarray(obs, dtype=np.float32), device=self.detector.model.device)
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[Any, dict]:
         obs, info = self.env.reset(seed=seed, options=options)
-        self._obs, self._h = self._as_tensor(obs), None
+        self._obs, self._h, self._t = self._as_tensor(obs), None, 0
         self._recent.clear()
         return obs, info
 
@@ -231,7 +272,8 @@ class AnomalyMonitor(gym.Wrapper):
         self._obs, self._h = next_obs, pred.h
         self._recent.append(surprise)
         info["surprise"] = surprise
-        info["anomaly"] = bool(np.mean(self._recent) > self.detector.threshold)
+        info["anomaly"] = bool(np.mean(self._recent) > self.detector.threshold_at(self._t))
+        self._t += 1
         return obs, reward, terminated, truncated, info
 
 

@@ -265,7 +265,7 @@ def cmd_anomaly(args: argparse.Namespace) -> int:
     rows = []
     for i, score in enumerate(scores):
         stat = windowed_mean(score, detector.window)
-        flagged = stat > detector.threshold if detector.threshold is not None else np.zeros(len(stat), bool)
+        flagged = detector.alarms(stat) if detector.threshold is not None else np.zeros(len(stat), bool)
         first = int(np.argmax(flagged)) if flagged.any() else None
         rows.append(
             {"episode": i, "surprise": score.tolist(), "anomaly": flagged.tolist(), "first_alarm": first}

@@ -147,7 +147,7 @@ def to_markdown(report: EvaluationReport, images: list[str] | None = None) -> st
         "",
         "| metric | value |",
         "| --- | --- |",
-        f"| VAE reconstruction error | {_fmt(s['reconstruction/mse'])} |",
+        f"| reconstruction error (encode, then decode) | {_fmt(s['reconstruction/mse'])} |",
         f"| negative log-likelihood per step (nats, latent) | {_fmt(s['nll/per_step'])} |",
         f"| reward mean squared error | {_fmt(s['reward/mse'])} |",
         f"| reward mean absolute error | {_fmt(s['reward/mae'])} |",

@@ -89,8 +89,16 @@ def test_statistic_is_the_mean_over_the_window():
 def test_calibrate_reaches_the_target_rate_on_other_clean_episodes(calibrated, fresh_cartpole):
     assert calibrated.fpr == 0.05
     calib = [calibrated.statistic(ep["obs"], ep["action"]) for ep in fresh_cartpole.episodes[0::2]]
-    # The threshold is the (1 - fpr) quantile on the calibration episodes...
-    assert np.mean(np.concatenate(calib) > calibrated.threshold) == pytest.approx(0.05, abs=0.005)
+    # The threshold is the (1 - fpr) quantile of the full-window steps of the calibration episodes;
+    # each earlier step has its own, so no position of an episode alarms more often than the rest.
+    full = np.concatenate([stat[2:] for stat in calib])
+    assert np.mean(full > calibrated.threshold) == pytest.approx(0.05, abs=0.005)
+    assert len(calibrated.start_thresholds) == 2
+    for t, limit in enumerate(calibrated.start_thresholds):
+        at_t = np.array([stat[t] for stat in calib if len(stat) > t])
+        assert np.mean(at_t > limit) <= 0.05 + 1 / len(at_t)
+        assert calibrated.threshold_at(t) == limit
+    assert calibrated.threshold_at(2) == calibrated.threshold_at(400) == calibrated.threshold
     # ...and generalises to clean episodes it never saw. The tiny model's surprise is heavy-tailed on
     # the rare states random CartPole visits, so halves of this size differ by up to ~3 points.
     flags = np.concatenate(
@@ -103,7 +111,7 @@ def test_calibrate_uses_only_held_out_episodes(cartpole_model, cartpole_dataset)
     detector = SurpriseDetector(cartpole_model, window=2)
     held = cartpole_model.held_out_episodes(cartpole_dataset)
     threshold = detector.calibrate(cartpole_dataset, fpr=0.1)
-    stats = np.concatenate([detector.statistic(**_ep(cartpole_dataset, i)) for i in held])
+    stats = np.concatenate([detector.statistic(**_ep(cartpole_dataset, i))[1:] for i in held])
     assert threshold == pytest.approx(np.quantile(stats, 0.9))
     training_only = cartpole_dataset.subset([i for i in range(len(cartpole_dataset)) if i not in held])
     with pytest.raises(
@@ -189,11 +197,14 @@ def test_monitor_requires_a_calibrated_detector_and_matching_spaces(cartpole_mod
 def test_settings_round_trip_through_json(calibrated, cartpole_model):
     data = json.loads(json.dumps(calibrated.to_dict()))
     again = SurpriseDetector.from_dict(cartpole_model, data)
-    assert (again.window, again.threshold, again.fpr) == (
+    assert (again.window, again.threshold, again.start_thresholds, again.fpr) == (
         calibrated.window,
         calibrated.threshold,
+        calibrated.start_thresholds,
         calibrated.fpr,
     )
+    with pytest.raises(GenrlError, match="expected start_thresholds: 2 finite numbers"):
+        SurpriseDetector.from_dict(cartpole_model, {**data, "start_thresholds": [1.0]})
     with pytest.raises(GenrlError, match="expected a finite threshold"):
         SurpriseDetector.from_dict(cartpole_model, {**data, "threshold": "high"})
 
