@@ -32,6 +32,7 @@ test: lint
 
 bench: setup
 	$(BIN)/python benchmarks/run.py
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/anomaly.py --out benchmarks/anomaly.json
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache
