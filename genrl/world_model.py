@@ -194,7 +194,7 @@ class WorldModel(nn.Module):
             linear = c.latent_dim + self.actions.dim if self.identity else 0
             # With the identity encoder the mixture also sees the exact state, not only the GRU's
             # summary of it: the network's correction to the linear core must be precise.
-            mdn_in = head_in + linear - self.actions.dim if self.identity else head_in
+            mdn_in = head_in + (c.latent_dim if self.identity else 0)
             self.mdn = MixtureDensityHead(mdn_in, c.latent_dim, c.num_mixtures, c.hidden_dim, linear)
             self.reward_head = mlp(head_in + c.latent_dim, c.hidden_dim, 1, layers=1)
             self.termination_head = mlp(head_in + c.latent_dim, c.hidden_dim, 1, layers=1)
