@@ -272,17 +272,21 @@ def _critic(
             continue
         dreamed = _model_rollout(model, obs[:, 0], actions, temperature=1.0, seed=seed)
         a = codec.encode(torch.as_tensor(actions).flatten(0, 1)).reshape(len(obs), -1).numpy()
-
-        def features(future: np.ndarray, first: np.ndarray = obs[:, :1], a: np.ndarray = a) -> np.ndarray:
-            path = _standardise(model, np.concatenate([first, future], 1))
-            return np.concatenate(
-                [path.reshape(len(path), -1), np.diff(path, axis=1).reshape(len(path), -1), a], 1
-            )
-
-        result = realism_critic(features(obs[:, 1:]), features(dreamed), episode, seed=seed)
+        real_clips = _clip_features(model, obs[:, 0], obs[:, 1:], a)
+        dream_clips = _clip_features(model, obs[:, 0], dreamed, a)
+        result = realism_critic(real_clips, dream_clips, episode, seed=seed)
         report.scalars[f"critic/{name}_accuracy"] = result.accuracy
         report.scalars[f"critic/{name}_test_pairs"] = float(result.test_pairs)
     report.data["critic_clip_length"] = length
+
+
+def _clip_features(
+    model: WorldModel, first: np.ndarray, future: np.ndarray, actions: np.ndarray
+) -> np.ndarray:
+    """What the critic sees of a clip: its standardised observations, their changes, the actions."""
+    path = _standardise(model, np.concatenate([first[:, None], future], 1))
+    steps = np.diff(path, axis=1)
+    return np.concatenate([path.reshape(len(path), -1), steps.reshape(len(path), -1), actions], 1)
 
 
 # ---- dream against reality -----------------------------------------------------------------------
