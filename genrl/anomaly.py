@@ -25,6 +25,7 @@ of nearly every normal episode.
 from __future__ import annotations
 
 import numbers
+import warnings
 from collections import deque
 from collections.abc import Sequence
 from typing import Any
@@ -156,7 +157,10 @@ class SurpriseDetector:
         """Set the threshold to the (1 - fpr) quantile of the alarm statistic over every step of the
         episodes of ``dataset`` the model never trained on; returns it.
 
-        Training episodes would understate normal surprise, so they are never used.
+        Training episodes would understate normal surprise, so they are never used. Each of the
+        first ``window - 1`` steps gets the quantile of that step over the episodes: with ``n``
+        episodes its false-positive rate cannot go below about ``1 / (n + 1)``, so a warning asks
+        for at least ``1 / fpr`` episodes.
         """
         if isinstance(fpr, bool) or not isinstance(fpr, numbers.Real) or not 0.0 < fpr < 1.0:
             raise GenrlError(f"calibrate fpr: expected a false-positive rate in (0, 1), got {brief(fpr)}")
@@ -181,6 +185,13 @@ class SurpriseDetector:
             float(np.quantile([s[t] for s in stats if len(s) > t], 1.0 - fpr)) for t in range(self.window - 1)
         ]
         self.fpr = float(fpr)
+        if self.window > 1 and len(held_out) < 1 / fpr:
+            warnings.warn(
+                f"calibrate: {len(held_out)} held-out episodes set the thresholds of the first "
+                f"{self.window - 1} steps; for a {fpr:g} false-positive rate there, give at least "
+                f"{int(np.ceil(1 / fpr))} (with n episodes the rate there is up to about 1/(n+1))",
+                stacklevel=2,
+            )
         return self.threshold
 
     def to_dict(self) -> dict[str, Any]:

@@ -247,3 +247,9 @@ def test_bad_settings_are_rejected(cartpole_model, cartpole_dataset):
         SurpriseDetector(cartpole_model).calibrate(cartpole_dataset, fpr=1.0)
     with pytest.raises(GenrlError, match="dataset"):
         SurpriseDetector(cartpole_model).calibrate(genrl.collect("Pendulum-v1", 10, seed=0, progress=False))
+
+
+def test_calibrating_on_few_episodes_warns(cartpole_model, fresh_cartpole):
+    few = fresh_cartpole.subset(range(5))
+    with pytest.warns(UserWarning, match="5 held-out episodes set the thresholds of the first 2 steps"):
+        SurpriseDetector(cartpole_model, window=3).calibrate(few, fpr=0.01)
