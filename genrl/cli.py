@@ -412,7 +412,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("data_dir", metavar="DATA_DIR", help="dataset folder to score")
     p.add_argument("--normal", metavar="DIR", help="held-out normal episodes to calibrate the alarm on")
     p.add_argument("--fpr", type=_fraction, default=0.01, help="target false-positive rate (default: 0.01)")
-    p.add_argument("--window", type=_positive_int, default=10, help="steps the alarm averages (default: 10)")
+    p.add_argument("--window", type=_positive_int, default=20, help="steps the alarm averages (default: 20)")
     p.add_argument("--out", metavar="FILE", help="write every step's surprise and alarm as JSON")
     p.set_defaults(func=cmd_anomaly)
     return parser
