@@ -107,6 +107,9 @@ def test_calibrate_reaches_the_target_rate_on_other_clean_episodes(calibrated, f
     assert abs(flags.mean() - 0.05) < 0.03
 
 
+@pytest.mark.filterwarnings(
+    "ignore:calibrate. .* held-out episodes set the thresholds"
+)  # tiny data on purpose
 def test_calibrate_uses_only_held_out_episodes(cartpole_model, cartpole_dataset):
     detector = SurpriseDetector(cartpole_model, window=2)
     held = cartpole_model.held_out_episodes(cartpole_dataset)
@@ -169,6 +172,9 @@ def test_monitor_reports_the_detectors_numbers(calibrated):
         observations, actions, surprise, anomaly = [obs], [], [], []
 
 
+@pytest.mark.filterwarnings(
+    "ignore:calibrate. .* held-out episodes set the thresholds"
+)  # tiny data on purpose
 def test_monitor_with_continuous_actions(pendulum_model):
     detector = SurpriseDetector(pendulum_model, window=4)
     detector.calibrate(genrl.collect("Pendulum-v1", 400, seed=5, progress=False), fpr=0.1)

@@ -58,6 +58,9 @@ def test_collect_fit_dream(capsys, tmp_path):
     assert "2 dreams: return" in capsys.readouterr().out
 
 
+@pytest.mark.filterwarnings(
+    "ignore:calibrate. .* held-out episodes set the thresholds"
+)  # tiny data on purpose
 def test_eval_and_anomaly_on_a_model_folder(capsys, tmp_path, cartpole_model, cartpole_dataset):
     model, data, normal, train = (tmp_path / name for name in ("model", "data", "normal", "train"))
     cartpole_model.save(model)
