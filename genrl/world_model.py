@@ -270,8 +270,9 @@ class WorldModel(nn.Module):
         self, h: torch.Tensor, z: torch.Tensor, action_vec: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The mixture over the next latent, from the recurrent state, the latent and the action."""
-        features = torch.cat([h, action_vec, z] if self.identity else [h, action_vec], -1)
-        return self.mdn(features, z, torch.cat([z, action_vec], -1))
+        if self.identity:
+            return self.mdn(torch.cat([h, action_vec, z], -1), z, torch.cat([z, action_vec], -1))
+        return self.mdn(torch.cat([h, action_vec], -1), z)
 
     @torch.no_grad()
     def predict_sequence(
