@@ -93,8 +93,11 @@ class SurpriseDetector:
     def alarms(self, statistic: np.ndarray) -> np.ndarray:
         """Which steps of one episode's alarm statistic (from :meth:`statistic`) raise the alarm."""
         statistic = np.asarray(statistic, dtype=np.float64)
-        limits = np.array([self.threshold_at(t) for t in range(min(len(statistic), self.window))])
-        limits = np.concatenate([limits, np.full(max(0, len(statistic) - len(limits)), self.threshold)])
+        if len(statistic):
+            self.threshold_at(0)  # one clear error for an uncalibrated detector
+        limits = np.full(len(statistic), self.threshold, dtype=np.float64)
+        early = min(len(statistic), len(self.start_thresholds))
+        limits[:early] = self.start_thresholds[:early]
         return statistic > limits
 
     def score_dataset(

@@ -263,14 +263,17 @@ def cmd_anomaly(args: argparse.Namespace) -> int:
     for name in ("episode", "steps", "mean", "max", "flagged steps", "first alarm"):
         table.add_column(name, justify="right")
     rows = []
+    calibrated = detector.threshold is not None
     for i, score in enumerate(scores):
-        stat = windowed_mean(score, detector.window)
-        flagged = detector.alarms(stat) if detector.threshold is not None else np.zeros(len(stat), bool)
+        flagged = (
+            detector.alarms(windowed_mean(score, detector.window))
+            if calibrated
+            else np.zeros(len(score), bool)
+        )
         first = int(np.argmax(flagged)) if flagged.any() else None
         rows.append(
             {"episode": i, "surprise": score.tolist(), "anomaly": flagged.tolist(), "first_alarm": first}
         )
-        calibrated = detector.threshold is not None
         table.add_row(
             str(i), str(len(score)), f"{score.mean():.2f}", f"{score.max():.2f}",
             str(int(flagged.sum())) if calibrated else "-", "-" if first is None else str(first),
@@ -278,7 +281,7 @@ def cmd_anomaly(args: argparse.Namespace) -> int:
     console.print(table)
     if args.out is not None:
         write_json(Path(args.out), {"detector": detector.to_dict(), "episodes": rows})
-    if detector.threshold is None:
+    if not calibrated:
         print(f"Scored {len(scores)} episodes; give --normal NORMAL_DIR to calibrate an alarm threshold.")
     else:
         alarmed = sum(r["first_alarm"] is not None for r in rows)
