@@ -30,8 +30,10 @@ format: setup
 test: lint
 	$(BIN)/python -m pytest -q --durations=8 tests
 
+# Benchmarks, never part of `make test` (about 40 minutes on 2 cores); results in benchmarks/RESULTS.md.
 bench: setup
-	$(BIN)/python benchmarks/run.py
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/throughput.py
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/sample_efficiency.py
 	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/anomaly.py --out benchmarks/anomaly.json
 
 clean:

@@ -68,8 +68,8 @@ class DreamVecEnv(VecEnv):
         obs_np = self._numpy(obs)
         done_np = done.cpu().numpy()
         truncated_np = truncated.cpu().numpy()
-        uncertainty_np = uncertainty.cpu().numpy()
-        infos: list[dict[str, Any]] = [{"uncertainty": float(u)} for u in uncertainty_np]
+        uncertainty_np = uncertainty.cpu().numpy()  # tolist() below: Python floats, fast
+        infos: list[dict[str, Any]] = [{"uncertainty": u} for u in uncertainty_np.tolist()]
         finished = np.flatnonzero(done_np)
         if len(finished):
             for i in finished:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 import time
 import warnings
@@ -43,6 +44,9 @@ class TrainConfig:
     iterations: int = 5
     initial_steps: int = 1000  # random real steps before the first fit
     steps_per_iteration: int = 1000  # real steps collected by the agent after each iteration
+    # Later iterations collect at least this fraction of the real steps so far: a geometric
+    # schedule, so that "steps to reach a return" is resolved to that fraction of itself.
+    collect_fraction: float = 0.0
     epsilon: float = 0.0  # chance of a random action while the agent collects
     fit_steps: int = 1000  # world-model gradient steps on the first fit
     refit_steps: int = 500  # ... and on each later fit
@@ -56,6 +60,12 @@ class TrainConfig:
     target_return: float | None = None  # stop once the real eval mean reaches this
     device: str | None = None  # world model and dreams; None picks CUDA when present
     keep_checkpoints: int = 2  # newest run checkpoints kept on disk
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.collect_fraction, (int, float)) or not 0 <= self.collect_fraction <= 10:
+            raise GenrlError(
+                f"collect_fraction: expected a number from 0 to 10, got {self.collect_fraction!r}"
+            )
 
     @classmethod
     def from_preset(cls, preset: dict[str, Any], **overrides: Any) -> TrainConfig:
@@ -208,7 +218,10 @@ def _run(cfg: TrainConfig, run_dir: Path, progress: bool) -> TrainResult:
     writer = SummaryWriter(str(run_dir / "tb"))
     collect_env = make_env(cfg.env_id)
     # Its transitions never enter the dataset; reseeded per iteration so a resumed run evaluates alike.
-    eval_env = DummyVecEnv([lambda: Monitor(make_env(cfg.env_id))])
+    # One env per episode (up to 32): the policy acts on them as one batch.
+    eval_env = DummyVecEnv(
+        [lambda: Monitor(make_env(cfg.env_id)) for _ in range(max(1, min(cfg.eval_episodes, 32)))]
+    )
     try:
         dataset = RolloutDataset.open(
             run_dir / "data", collect_env.observation_space, collect_env.action_space
@@ -259,7 +272,7 @@ def _run(cfg: TrainConfig, run_dir: Path, progress: bool) -> TrainResult:
                 learner.set_random_seed(_phase_seed(cfg.seed, it, 0))
                 collect(
                     collect_env,
-                    cfg.initial_steps if it == 0 else cfg.steps_per_iteration,
+                    _steps_to_collect(cfg, it, _steps_in(dataset, kept)),
                     None if it == 0 else learner,
                     dataset=_Replay(dataset, kept),
                     seed=cfg.seed + it,
@@ -280,11 +293,13 @@ def _run(cfg: TrainConfig, run_dir: Path, progress: bool) -> TrainResult:
                 # The model changed under the dreams: restart them from real states with the new weights.
                 learner._last_obs = None
                 learner.learn(cfg.dream_steps, reset_num_timesteps=False, progress_bar=progress)
+                eval_start = time.time()
                 row = _evaluate(learner, eval_env, model, dataset, cfg, it)
                 row.update(
                     iteration=it,
                     real_steps=dataset.num_steps,
                     wall_time_s=time.time() - start_time,
+                    eval_time_s=time.time() - eval_start,
                     world_model_val=val,
                 )
                 history.append(row)
@@ -315,6 +330,18 @@ def _finished(cfg: TrainConfig, history: list[dict[str, Any]], it: int) -> bool:
     if history and cfg.target_return is not None and history[-1]["eval_return_mean"] >= cfg.target_return:
         return True
     return it >= cfg.iterations
+
+
+def _steps_to_collect(cfg: TrainConfig, iteration: int, steps_so_far: int) -> int:
+    """Real steps iteration ``iteration`` collects: the initial batch, then the per-iteration share."""
+    if iteration == 0:
+        return cfg.initial_steps
+    return max(cfg.steps_per_iteration, math.ceil(round(cfg.collect_fraction * steps_so_far, 6)))
+
+
+def _steps_in(dataset: RolloutDataset, episodes: int) -> int:
+    """Transitions in the first ``episodes`` episodes: what a resumed collection started from."""
+    return int(sum(len(ep["action"]) for ep in dataset.episodes[:episodes]))
 
 
 def _phase_seed(seed: int, iteration: int, phase: int) -> int:

@@ -1,10 +1,12 @@
-"""Scores of binary detectors and classifiers, in numpy: AUROC, precision and recall.
+"""Scores in numpy: AUROC, precision and recall of detectors; IQM and bootstrap intervals of runs.
 
-Written here rather than taken from scikit-learn: they are a few lines each, and genrl's
-evaluation and anomaly detection should not pull a large dependency for them.
+Written here rather than taken from scikit-learn, scipy or rliable: they are a few lines each,
+and genrl's evaluation, anomaly detection and benchmarks should not pull a large dependency for them.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 
@@ -39,3 +41,37 @@ def precision_recall(predicted: np.ndarray, labels: np.ndarray) -> tuple[float, 
     precision = hits / predicted.sum() if predicted.any() else float("nan")
     recall = hits / labels.sum() if labels.any() else float("nan")
     return precision, recall
+
+
+def iqm(values: np.ndarray) -> float:
+    """Interquartile mean: the mean of the middle half of the values, as rliable reports runs.
+
+    Drops ``floor(n / 4)`` values at each end (scipy's ``trim_mean(values, 0.25)``), so it is
+    robust to one outlying seed yet uses more of the data than the median.
+    """
+    values = np.sort(np.asarray(values, dtype=np.float64).ravel())
+    if values.size == 0:
+        raise GenrlError("iqm: expected at least one value, got none")
+    cut = values.size // 4
+    return float(values[cut : values.size - cut].mean())
+
+
+def bootstrap_ci(
+    values: np.ndarray,
+    statistic: Callable[[np.ndarray], float] = iqm,
+    confidence: float = 0.95,
+    resamples: int = 10_000,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of ``statistic`` over runs (each value one seed's result)."""
+    values = np.asarray(values, dtype=np.float64).ravel()
+    if values.size == 0:
+        raise GenrlError("bootstrap_ci: expected at least one value, got none")
+    if not 0 < confidence < 1:
+        raise GenrlError(f"bootstrap_ci: expected a confidence in (0, 1), got {confidence!r}")
+    rng = np.random.default_rng(seed)
+    samples = values[rng.integers(0, values.size, size=(resamples, values.size))]
+    stats = np.array([statistic(row) for row in samples])
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(stats, [tail, 100 - tail])
+    return float(low), float(high)

@@ -105,6 +105,8 @@ def mixture_nll(
     """Negative log-likelihood of ``target`` (..., D) under the mixture, per element of ``...``."""
     z = (target.unsqueeze(-2) - mean) / log_std.exp()
     comp = -0.5 * z.pow(2).sum(-1) - log_std.sum(-1) - 0.5 * mean.shape[-1] * math.log(2 * math.pi)
+    if logits.shape[-1] == 1:  # one component: its log-weight is exactly 0, skip the no-op ops
+        return -comp.squeeze(-1)
     return -torch.logsumexp(F.log_softmax(logits, dim=-1) + comp, dim=-1)
 
 
@@ -122,23 +124,32 @@ def mixture_sample(
     batch = logits.shape[:-1]
     if temperature <= 0:
         return mixture_mean(logits, mean)
-    probs = F.softmax(logits.reshape(-1, logits.shape[-1]) / temperature, dim=-1)
-    index = torch.multinomial(probs, 1, generator=generator).reshape(*batch)
-    pick = index[..., None, None].expand(*batch, 1, mean.shape[-1])
-    mu = torch.gather(mean, -2, pick).squeeze(-2)
-    std = torch.gather(log_std, -2, pick).squeeze(-2).exp()
+    if logits.shape[-1] == 1:  # one component: nothing to choose
+        mu, std = mean.squeeze(-2), log_std.squeeze(-2).exp()
+    else:
+        probs = F.softmax(logits.reshape(-1, logits.shape[-1]) / temperature, dim=-1)
+        index = torch.multinomial(probs, 1, generator=generator).reshape(*batch)
+        pick = index[..., None, None].expand(*batch, 1, mean.shape[-1])
+        mu = torch.gather(mean, -2, pick).squeeze(-2)
+        std = torch.gather(log_std, -2, pick).squeeze(-2).exp()
     noise = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
     return mu + std * math.sqrt(temperature) * noise
 
 
 def mixture_mean(logits: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
     """Expected value of the mixture: (..., D)."""
+    if logits.shape[-1] == 1:  # the one weight is exactly 1: the same value without the ops
+        return mean.squeeze(-2)
     return (F.softmax(logits, dim=-1).unsqueeze(-1) * mean).sum(-2)
 
 
 def mixture_std(logits: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
     """Total standard deviation of the mixture, averaged over latent dimensions: (...,)."""
-    w = F.softmax(logits, dim=-1).unsqueeze(-1)
-    mu = mixture_mean(logits, mean)
-    second = (w * (log_std.exp().pow(2) + mean.pow(2))).sum(-2)
+    if logits.shape[-1] == 1:  # as below with the weight exactly 1, in fewer ops
+        mu = mean.squeeze(-2)
+        second = log_std.squeeze(-2).exp().pow(2) + mu.pow(2)
+    else:
+        w = F.softmax(logits, dim=-1).unsqueeze(-1)
+        mu = mixture_mean(logits, mean)
+        second = (w * (log_std.exp().pow(2) + mean.pow(2))).sum(-2)
     return (second - mu.pow(2)).clamp_min(0).sqrt().mean(-1)

@@ -263,8 +263,13 @@ class WorldModel(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """One recurrent step: next h, and the mixture over the next latent."""
         x = self.rnn_in(torch.cat([z, action_vec], dim=-1))
-        h = self.rnn(x.unsqueeze(1), h.unsqueeze(0))[1].squeeze(0)
+        h = self._gru_cell(x, h)
         return (h, *self._mixture(h, z, action_vec))
+
+    def _gru_cell(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        """One step of ``self.rnn`` for a batch: the fused cell, without nn.GRU's per-call overhead."""
+        rnn = self.rnn
+        return torch.gru_cell(x, h, rnn.weight_ih_l0, rnn.weight_hh_l0, rnn.bias_ih_l0, rnn.bias_hh_l0)
 
     def _mixture(
         self, h: torch.Tensor, z: torch.Tensor, action_vec: torch.Tensor
@@ -344,11 +349,11 @@ class WorldModel(nn.Module):
         # Open-loop: the dynamics fed its own predictions for a few steps, as in a dream, so
         # that errors do not compound (latent overshooting, as in PlaNet).
         k = min(self.config.open_loop_steps, mask.shape[1])
-        z_ol, h_ol, open_loop = zt[:, 0], torch.zeros_like(h[:, 0]), []
+        z_ol, h_ol, predicted = zt[:, 0], torch.zeros_like(h[:, 0]), []
         for t in range(k):
             h_ol, lg, m, _ = self._transition(z_ol, h_ol, actions[:, t])
             z_ol = mixture_mean(lg, m)
-            open_loop.append((self._decode_standardised(z_ol) - obs[:, t + 1]).pow(2).flatten(1).mean(-1))
+            predicted.append(z_ol)
         losses = {}
         if logvar is not None:  # a VAE; the identity encoder is exact and has nothing to learn
             z = mean + torch.randn_like(mean) * (0.5 * logvar).exp()
@@ -361,8 +366,10 @@ class WorldModel(nn.Module):
             "termination": avg(term, mask),
             "prediction": avg(prediction, mask),
         }
-        if open_loop:
-            losses["open_loop"] = avg(torch.stack(open_loop, 1), mask[:, :k])
+        if k:  # scored once for all steps: a few large ops instead of many small ones
+            decoded = self._decode_standardised(torch.stack(predicted, 1))
+            open_loop = (decoded - obs[:, 1 : k + 1]).pow(2).flatten(2).mean(-1)
+            losses["open_loop"] = avg(open_loop, mask[:, :k])
         return losses
 
     def _total(self, losses: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -7,7 +7,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 import genrl
 from genrl import GenrlError, RolloutDataset, WorldModel
 from genrl.agents import agent_preset, load_policy, make_agent
-from genrl.loop import TrainConfig, resolve_config
+from genrl.loop import TrainConfig, _steps_to_collect, resolve_config
 from genrl.presets import load_preset
 
 
@@ -44,6 +44,7 @@ def test_history_and_real_steps(run):
     for row in result.history:
         assert np.isfinite(row["eval_return_mean"]) and row["eval_return_mean"] > 0
         assert row["dream_real_gap"] == pytest.approx(row["dream_return_mean"] - row["eval_return_mean"])
+        assert 0 < row["eval_time_s"] < row["wall_time_s"]
         assert row["eval_steps"] >= 3 * 8  # three real CartPole episodes last at least 8 steps each
         assert set(row["world_model_val"]) >= {"reconstruction", "dynamics_nll", "reward", "termination"}
     assert int(result.model.trained_steps) == 100 + 50
@@ -133,7 +134,24 @@ def test_refuses_a_run_folder_with_other_settings(run):
     run_dir, result = run
     before = RolloutDataset.load(run_dir / "data").num_steps
     with pytest.raises(
-        GenrlError, match=r"holds a run with other settings \(initial_steps: 300 there, 1000 now"
+        GenrlError, match=r"holds a run with other settings \(initial_steps: 300 there, 200 now"
     ):
         genrl.train_in_imagination("CartPole-v1", run_dir=run_dir, progress=False, iterations=1)
     assert RolloutDataset.load(run_dir / "data").num_steps == before == result.dataset.num_steps
+
+
+def test_collect_fraction_makes_a_geometric_schedule():
+    cfg = TrainConfig(env_id="CartPole-v1", initial_steps=100, steps_per_iteration=10, collect_fraction=0.1)
+    totals = [0]
+    for it in range(5):
+        totals.append(totals[-1] + _steps_to_collect(cfg, it, totals[-1]))
+    assert totals[1:] == [100, 110, 121, 134, 148]
+    # Each evaluation after the first comes at most 10% (plus rounding up) after the one before.
+    assert all(later <= 1.1 * earlier + 1 for earlier, later in zip(totals[1:-1], totals[2:], strict=True))
+    assert _steps_to_collect(TrainConfig(env_id="CartPole-v1", steps_per_iteration=10), 3, 1000) == 10
+
+
+@pytest.mark.parametrize("fraction", [-0.1, "a lot", 11])
+def test_collect_fraction_is_checked(fraction):
+    with pytest.raises(GenrlError, match="collect_fraction: expected a number from 0 to 10"):
+        TrainConfig(env_id="CartPole-v1", collect_fraction=fraction)

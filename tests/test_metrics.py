@@ -4,7 +4,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from genrl import GenrlError
-from genrl.metrics import precision_recall, roc_auc
+from genrl.metrics import bootstrap_ci, iqm, precision_recall, roc_auc
 
 
 def _pairwise_auc(scores, labels):
@@ -39,3 +39,31 @@ def test_precision_recall():
     assert precision_recall(predicted, labels) == pytest.approx((2 / 3, 2 / 3))
     p, r = precision_recall(np.zeros(3, dtype=bool), np.zeros(3, dtype=bool))
     assert np.isnan(p) and np.isnan(r)
+
+
+def test_iqm_is_the_mean_of_the_middle_half():
+    assert iqm(np.array([1.0, 2.0, 3.0, 4.0, 100.0])) == pytest.approx(3.0)  # drops 1 and 100
+    assert iqm(np.arange(8.0)) == pytest.approx(np.mean([2, 3, 4, 5]))
+    assert iqm(np.array([7.0])) == 7.0
+    with pytest.raises(GenrlError, match="at least one value"):
+        iqm(np.array([]))
+
+
+@settings(max_examples=50, derandomize=True)
+@given(st.lists(st.floats(-1e3, 1e3), min_size=1, max_size=12))
+def test_bootstrap_interval_brackets_the_statistic(values):
+    values = np.array(values)
+    low, high = bootstrap_ci(values, np.median, resamples=500)
+    assert values.min() - 1e-9 <= low <= high <= values.max() + 1e-9
+    assert low - 1e-9 <= np.median(values) <= high + 1e-9 or len(values) < 3
+
+
+def test_bootstrap_interval_is_seeded_and_narrows_with_more_runs():
+    rng = np.random.default_rng(0)
+    few, many = rng.normal(size=5), rng.normal(size=200)
+    assert bootstrap_ci(few) == bootstrap_ci(few)
+    (a, b), (c, d) = bootstrap_ci(few), bootstrap_ci(many)
+    assert d - c < b - a
+    assert bootstrap_ci(np.full(5, 3.0)) == (3.0, 3.0)
+    with pytest.raises(GenrlError, match="confidence in"):
+        bootstrap_ci(few, confidence=1.5)

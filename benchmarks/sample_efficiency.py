@@ -1,0 +1,432 @@
+"""Sample efficiency: real env steps (and seconds) until the real-env evaluation reaches a threshold.
+
+genrl and tuned stable-baselines3 baselines (rl-baselines3-zoo hyperparameters) run side by side,
+in one invocation, on the same machine, each run in its own process at 1 thread:
+
+- CartPole-v1, threshold 475: genrl vs PPO and DQN
+- Pendulum-v1, threshold -200: genrl vs SAC and TD3
+
+The evaluation is the same for every method: 20 deterministic episodes on a separate env that
+never feeds training, run at real-step counts that grow by at most 10% (a geometric grid), so the
+first crossing is resolved to 10% of itself. genrl's loop evaluates after each iteration, and its
+presets collect 10% more real data per iteration (``collect_fraction: 0.1``). The first
+evaluation of any method bounds its figure from above only: nothing was measured before it.
+Wall time to threshold excludes the evaluations themselves. Evaluation episodes never count as
+real steps for any method: they measure the policy, they are not training data.
+
+Usage::
+
+    python benchmarks/sample_efficiency.py                      # 5 seeds, both tasks, 2 workers
+    python benchmarks/sample_efficiency.py --tasks cartpole --methods genrl,ppo --seeds 3
+    python benchmarks/sample_efficiency.py --quick              # a smoke run with tiny budgets
+
+Per-run JSON goes to ``--out-dir`` (one file per task, method and seed; existing files are
+reused, so an interrupted run continues); the summary goes to ``--out-dir/summary.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from genrl.fileio import write_json
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import command, commit, machine, table  # noqa: E402
+
+EVAL_EPISODES = 20
+GRID_RATIO = 1.1  # evaluations at most 10% apart in real steps
+FIRST_EVAL = 100  # real steps before the first baseline evaluation
+
+
+@dataclass(frozen=True)
+class Task:
+    env_id: str
+    threshold: float
+    genrl: dict[str, Any]  # train_in_imagination overrides of the env preset (envs/<task>.yaml)
+    baselines: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+# rl-baselines3-zoo hyperparameters (hyperparams/{ppo,dqn,sac,td3}.yml, entries for these envs);
+# "budget" is the zoo's n_timesteps, where a run that has not reached the threshold gives up.
+TASKS = {
+    "cartpole": Task(
+        "CartPole-v1",
+        475.0,
+        genrl={},  # envs/cartpole.yaml as it is: 10% more real data per iteration
+        baselines={
+            "ppo": {
+                "algo": "PPO",
+                "budget": 100_000,
+                "n_envs": 8,
+                "n_steps": 32,
+                "batch_size": 256,
+                "gae_lambda": 0.8,
+                "gamma": 0.98,
+                "n_epochs": 20,
+                "ent_coef": 0.0,
+                "learning_rate": "lin_0.001",
+                "clip_range": "lin_0.2",
+            },
+            "dqn": {
+                "algo": "DQN",
+                "budget": 50_000,
+                "learning_rate": 2.3e-3,
+                "batch_size": 64,
+                "buffer_size": 100_000,
+                "learning_starts": 1000,
+                "gamma": 0.99,
+                "target_update_interval": 10,
+                "train_freq": 256,
+                "gradient_steps": 128,
+                "exploration_fraction": 0.16,
+                "exploration_final_eps": 0.04,
+                "policy_kwargs": {"net_arch": [256, 256]},
+            },
+        },
+    ),
+    "pendulum": Task(
+        "Pendulum-v1",
+        -200.0,
+        genrl={},  # envs/pendulum.yaml as it is
+        baselines={
+            "sac": {"algo": "SAC", "budget": 20_000, "learning_rate": 1e-3},
+            "td3": {
+                "algo": "TD3",
+                "budget": 20_000,
+                "gamma": 0.98,
+                "buffer_size": 200_000,
+                "learning_starts": 10_000,
+                "action_noise_std": 0.1,
+                "gradient_steps": 1,
+                "train_freq": 1,
+                "learning_rate": 1e-3,
+                "policy_kwargs": {"net_arch": [400, 300]},
+            },
+        },
+    ),
+}
+
+# --quick: the whole pipeline at tiny budgets, to check that it runs (no threshold is reached).
+QUICK_GENRL = {
+    "initial_steps": 200,
+    "iterations": 1,
+    "fit_steps": 30,
+    "refit_steps": 10,
+    "dream_steps": 1024,
+    "eval_episodes": 2,
+}
+QUICK_BUDGET = 1_000
+
+
+def run_baseline(task_name: str, method: str, seed: int, quick: bool = False) -> dict[str, Any]:
+    """Train one SB3 baseline, evaluating on the grid; stops at the threshold or the budget."""
+    import torch
+    from stable_baselines3 import DQN, PPO, SAC, TD3
+    from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.noise import NormalActionNoise
+
+    torch.set_num_threads(1)
+    task = TASKS[task_name]
+    spec = dict(task.baselines[method])
+    algo = {"PPO": PPO, "DQN": DQN, "SAC": SAC, "TD3": TD3}[spec.pop("algo")]
+    budget = QUICK_BUDGET if quick else spec.pop("budget")
+    spec.pop("budget", None)
+    n_envs = spec.pop("n_envs", 1)
+    for key in ("learning_rate", "clip_range"):
+        if isinstance(spec.get(key), str) and spec[key].startswith("lin_"):
+            start = float(spec[key][4:])
+            spec[key] = lambda progress, start=start: progress * start
+    env = make_vec_env(task.env_id, n_envs=n_envs, seed=seed)
+    if "action_noise_std" in spec:
+        dim = env.action_space.shape[0]
+        spec["action_noise"] = NormalActionNoise(np.zeros(dim), spec.pop("action_noise_std") * np.ones(dim))
+    model = algo("MlpPolicy", env, seed=seed, device="cpu", verbose=0, **spec)
+    evaluator = Evaluator(task.env_id, seed, 2 if quick else EVAL_EPISODES)
+
+    class OnGrid(BaseCallback):
+        def _on_step(self) -> bool:
+            return evaluator.maybe_evaluate(self.model, self.num_timesteps, task.threshold)
+
+    evaluator.start()
+    model.learn(budget, callback=OnGrid())
+    env.close()
+    # PPO collects whole rollouts, so it may overrun its budget by part of one.
+    return evaluator.result(task_name, method, seed, max(budget, model.num_timesteps), task.threshold)
+
+
+class Evaluator:
+    """Evaluates on a geometric grid of real steps and keeps the clock without its own time."""
+
+    def __init__(self, env_id: str, seed: int, episodes: int):
+        from stable_baselines3.common.env_util import make_vec_env
+
+        # One env per episode: the policy acts on all of them as one batch.
+        self.env = make_vec_env(env_id, n_envs=episodes, seed=10_000 + seed)
+        self.seed, self.episodes = seed, episodes
+        self.next_eval, self.eval_time, self.t0 = FIRST_EVAL, 0.0, 0.0
+        self.history: list[dict[str, float]] = []
+
+    def start(self) -> None:
+        self.t0 = time.perf_counter()
+
+    def maybe_evaluate(self, model: Any, steps: int, threshold: float) -> bool:
+        """Evaluate if ``steps`` reached the next grid point; False once the threshold is reached."""
+        from stable_baselines3.common.evaluation import evaluate_policy
+
+        if steps < self.next_eval:
+            return True
+        begin = time.perf_counter()
+        self.env.seed(10_000 * (self.seed + 1) + len(self.history))
+        returns, _ = evaluate_policy(
+            model, self.env, self.episodes, deterministic=True, return_episode_rewards=True
+        )
+        now = time.perf_counter()
+        self.history.append(
+            {
+                "real_steps": int(steps),
+                "return_mean": float(np.mean(returns)),
+                "return_std": float(np.std(returns)),
+                "wall_time_s": begin - self.t0 - self.eval_time,
+            }
+        )
+        self.eval_time += now - begin
+        self.next_eval = max(steps + 1, math.ceil(steps * GRID_RATIO))
+        return self.history[-1]["return_mean"] < threshold
+
+    def result(self, task: str, method: str, seed: int, budget: int, threshold: float) -> dict[str, Any]:
+        self.env.close()
+        return summarize_run(task, method, seed, budget, threshold, self.history)
+
+
+def run_genrl(task_name: str, seed: int, quick: bool = False) -> dict[str, Any]:
+    """genrl's loop on the env's preset with the benchmark's schedule; its own real-env evaluation."""
+    import torch
+
+    import genrl
+
+    torch.set_num_threads(1)
+    task = TASKS[task_name]
+    overrides = dict(QUICK_GENRL if quick else task.genrl)
+    preset = task_name  # envs/<task>.yaml
+    with tempfile.TemporaryDirectory(prefix=f"genrl-bench-{task_name}-{seed}-") as run_dir:
+        result = genrl.train_in_imagination(
+            preset,
+            seed=seed,
+            run_dir=run_dir,
+            progress=False,
+            target_return=task.threshold,
+            eval_episodes=overrides.pop("eval_episodes", EVAL_EPISODES),
+            **overrides,
+        )
+    history, spent = [], 0.0
+    for row in result.history:
+        spent += row["eval_time_s"]
+        history.append(
+            {
+                "real_steps": int(row["real_steps"]),
+                "return_mean": float(row["eval_return_mean"]),
+                "return_std": float(row["eval_return_std"]),
+                "wall_time_s": float(row["wall_time_s"] - spent),
+                "dream_return_mean": float(row["dream_return_mean"]),
+            }
+        )
+    budget = result.history[-1]["real_steps"]
+    return summarize_run(task_name, "genrl", seed, budget, task.threshold, history)
+
+
+def summarize_run(
+    task: str, method: str, seed: int, budget: int, threshold: float, history: list[dict]
+) -> dict[str, Any]:
+    """One run's record: the evaluation history and the first evaluation at the threshold."""
+    hit = next((row for row in history if row["return_mean"] >= threshold), None)
+    before = [
+        row["real_steps"] for row in history if hit is not None and row["real_steps"] < hit["real_steps"]
+    ]
+    return {
+        "task": task,
+        "method": method,
+        "seed": seed,
+        "threshold": threshold,
+        "reached": hit is not None,
+        "real_steps": hit["real_steps"] if hit else None,
+        "wall_time_s": hit["wall_time_s"] if hit else None,
+        # How finely the crossing is resolved: the step count of the evaluation before it.
+        "previous_eval_steps": before[-1] if before else 0,
+        "budget_steps": budget,
+        "evaluations": len(history),
+        "history": history,
+    }
+
+
+def run_one(job: tuple[str, str, int, bool]) -> dict[str, Any]:
+    task, method, seed, quick = job
+    os.environ.setdefault("GENRL_PROGRESS", "0")
+    start = time.perf_counter()
+    record = run_genrl(task, seed, quick) if method == "genrl" else run_baseline(task, method, seed, quick)
+    record["process_time_s"] = time.perf_counter() - start
+    record.update(machine=machine(), commit=commit(), date=time.strftime("%Y-%m-%d"))
+    return record
+
+
+def aggregate(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per (task, method): median and IQM (bootstrap 95% CI) of steps and seconds to threshold.
+
+    A run that never reached the threshold counts at its budget, so the figures are then lower
+    bounds; ``reached`` says how many seeds got there.
+    """
+    from genrl.metrics import bootstrap_ci, iqm
+
+    rows = []
+    for task in TASKS:
+        for method in ["genrl", *TASKS[task].baselines]:
+            runs = [r for r in records if r["task"] == task and r["method"] == method]
+            if not runs:
+                continue
+            steps = np.array([r["real_steps"] if r["reached"] else r["budget_steps"] for r in runs], float)
+            walls = np.array([r["wall_time_s"] if r["reached"] else np.nan for r in runs], float)
+            low, high = bootstrap_ci(steps)
+            reached = sum(r["reached"] for r in runs)
+            rows.append(
+                {
+                    "task": task,
+                    "method": method,
+                    "seeds": len(runs),
+                    "reached": reached,
+                    "median_steps": float(np.median(steps)),
+                    "iqm_steps": iqm(steps),
+                    "iqm_steps_ci95": [low, high],
+                    "median_wall_s": float(np.nanmedian(walls)) if reached else None,
+                    "per_seed_steps": [r["real_steps"] for r in runs],
+                    "worst_resolution": max(
+                        (r["real_steps"] - r["previous_eval_steps"]) / r["real_steps"]
+                        for r in runs
+                        if r["reached"]
+                    )
+                    if reached
+                    else None,
+                }
+            )
+    return rows
+
+
+def targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The issue's targets against this run's figures."""
+    by = {(r["task"], r["method"]): r for r in rows}
+    out = []
+
+    def check(name: str, value: float | None, goal: str, ok: bool) -> None:
+        shown = "n/a" if value is None else f"{value:,.1f}"
+        out.append({"target": name, "measured": shown, "goal": goal, "met": "yes" if ok else "NO"})
+
+    for task, peer, factor in (("cartpole", "ppo", 10), ("pendulum", "sac", 3)):
+        mine, theirs = by.get((task, "genrl")), by.get((task, peer))
+        if mine is None:
+            continue
+        full = mine["reached"] == mine["seeds"]
+        check(
+            f"{task}: genrl median real steps",
+            mine["median_steps"],
+            "<= 1,000",
+            full and mine["median_steps"] <= 1000,
+        )
+        if theirs is not None:
+            ratio = theirs["median_steps"] / mine["median_steps"]
+            check(f"{task}: {peer} median / genrl median", ratio, f">= {factor}x", full and ratio >= factor)
+        if task == "cartpole":
+            wall = mine["median_wall_s"]
+            check(
+                "cartpole: genrl median wall time to threshold (s)",
+                wall,
+                "<= 180",
+                wall is not None and wall <= 180,
+            )
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", default="cartpole,pendulum")
+    parser.add_argument("--methods", default="all", help="comma list among genrl,ppo,dqn,sac,td3, or all")
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--workers", type=int, default=2, help="runs in parallel, one thread each")
+    parser.add_argument("--out-dir", default="benchmarks/sample_efficiency")
+    parser.add_argument("--quick", action="store_true", help="tiny budgets, one seed: a smoke run")
+    parser.add_argument("--fresh", action="store_true", help="rerun runs whose JSON already exists")
+    args = parser.parse_args()
+    tasks = [t for t in args.tasks.split(",") if t]
+    unknown = sorted(set(tasks) - set(TASKS))
+    if unknown:
+        parser.error(f"unknown tasks {unknown}: expected some of {sorted(TASKS)}")
+    seeds = 1 if args.quick else args.seeds
+    out_dir = Path(args.out_dir) / ("quick" if args.quick else "")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    jobs = []
+    for task in tasks:
+        methods = ["genrl", *TASKS[task].baselines]
+        if args.methods != "all":
+            methods = [m for m in methods if m in args.methods.split(",")]
+        jobs += [(task, m, s, args.quick) for m in methods for s in range(seeds)]
+    records, todo = [], []
+    for job in jobs:
+        path = out_dir / f"{job[0]}-{job[1]}-seed{job[2]}.json"
+        if path.exists() and not args.fresh:
+            records.append(json.loads(path.read_text()))
+        else:
+            todo.append(job)
+    # genrl runs first: they are the longest, so the pool ends with short runs.
+    todo.sort(key=lambda job: job[1] != "genrl")
+    header = f"{time.strftime('%Y-%m-%d')}, {machine()}, commit {commit()}; one process and thread a run"
+    print(header, flush=True)
+    print(f"{len(todo)} runs to do, {len(records)} reused from {out_dir}", flush=True)
+    with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn"), max_tasks_per_child=1) as pool:
+        futures = {pool.submit(run_one, job): job for job in todo}
+        for future in as_completed(futures):
+            record = future.result()
+            write_json(out_dir / f"{record['task']}-{record['method']}-seed{record['seed']}.json", record)
+            records.append(record)
+            print(
+                f"{record['task']} {record['method']} seed {record['seed']}: "
+                + (
+                    f"{record['real_steps']:,} real steps, {record['wall_time_s']:.0f} s"
+                    if record["reached"]
+                    else f"not reached in {record['budget_steps']:,} steps"
+                )
+                + f" ({record['process_time_s']:.0f} s in all)",
+                flush=True,
+            )
+    rows = aggregate(records)
+    checks = targets(rows)
+    write_json(
+        out_dir / "summary.json",
+        {"header": header, "command": command(), "aggregate": rows, "targets": checks},
+    )
+    shown = [
+        {
+            **{k: v for k, v in r.items() if k not in ("iqm_steps_ci95", "per_seed_steps")},
+            "iqm_steps_ci95": "[{:,.0f}, {:,.0f}]".format(*r["iqm_steps_ci95"]),
+            "per_seed_steps": ", ".join("-" if s is None else f"{s:,}" for s in r["per_seed_steps"]),
+        }
+        for r in rows
+    ]
+    print("\nSample efficiency (real steps to the threshold)\n")
+    print(table(shown))
+    print("\nTargets\n")
+    print(table(checks))
+
+
+if __name__ == "__main__":
+    main()

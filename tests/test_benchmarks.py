@@ -1,0 +1,85 @@
+"""The sample-efficiency harness (benchmarks/sample_efficiency.py) at tiny budgets: what it records."""
+
+import importlib.util
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def harness():
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        path = BENCHMARKS / "sample_efficiency.py"
+        spec = importlib.util.spec_from_file_location("sample_efficiency", path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["sample_efficiency"] = module  # its dataclasses look their module up there
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.modules.pop("sample_efficiency", None)
+        sys.path.remove(str(BENCHMARKS))
+
+
+def _history(steps, returns):
+    return [
+        {"real_steps": s, "return_mean": r, "return_std": 0.0, "wall_time_s": s / 100}
+        for s, r in zip(steps, returns, strict=True)
+    ]
+
+
+def test_a_run_reaches_the_threshold_at_its_first_evaluation_above_it(harness):
+    record = harness.summarize_run(
+        "cartpole", "ppo", 3, 5000, 475.0, _history([100, 110, 121, 134], [20.0, 480.0, 300.0, 500.0])
+    )
+    assert record["reached"] and record["real_steps"] == 110 and record["wall_time_s"] == 1.1
+    assert record["previous_eval_steps"] == 100 and record["evaluations"] == 4
+
+    missed = harness.summarize_run("cartpole", "ppo", 3, 5000, 475.0, _history([100, 110], [20.0, 30.0]))
+    assert not missed["reached"] and missed["real_steps"] is None and missed["wall_time_s"] is None
+
+
+def test_aggregate_counts_a_missed_run_at_its_budget(harness):
+    runs = [
+        harness.summarize_run("cartpole", "genrl", s, 900, 475.0, _history([s * 100 + 200], [500.0]))
+        for s in range(4)
+    ]
+    runs.append(harness.summarize_run("cartpole", "genrl", 4, 900, 475.0, _history([900], [100.0])))
+    (row,) = harness.aggregate(runs)
+    assert row["seeds"] == 5 and row["reached"] == 4
+    steps = [200, 300, 400, 500, 900]  # the missed run counts at its budget: a lower bound
+    assert row["median_steps"] == 400.0
+    assert row["iqm_steps"] == pytest.approx(np.mean([300, 400, 500]))
+    low, high = row["iqm_steps_ci95"]
+    assert min(steps) <= low <= row["iqm_steps"] <= high <= max(steps)
+    assert row["per_seed_steps"] == [200, 300, 400, 500, None]
+    assert row["worst_resolution"] == 1.0  # each hit was the first evaluation: known only up to it
+
+
+def test_baseline_run_evaluates_on_a_geometric_grid(harness):
+    record = harness.run_one(("cartpole", "ppo", 1, True))
+    steps = [row["real_steps"] for row in record["history"]]
+    assert record["method"] == "ppo" and record["budget_steps"] >= harness.QUICK_BUDGET
+    assert steps[0] >= harness.FIRST_EVAL and steps[-1] <= record["budget_steps"]
+    # Each evaluation comes at most 10% after the one before, give or take one step of 8 envs.
+    for earlier, later in zip(steps, steps[1:], strict=False):
+        assert earlier < later <= math.ceil(earlier * harness.GRID_RATIO) + 8
+    walls = [row["wall_time_s"] for row in record["history"]]
+    assert walls == sorted(walls) and walls[0] >= 0
+    first_hit = next((row for row in record["history"] if row["return_mean"] >= 475.0), None)
+    assert record["reached"] == (first_hit is not None)
+    if first_hit is not None:
+        assert record["real_steps"] == first_hit["real_steps"] == steps[-1]  # training stopped there
+
+
+def test_genrl_run_uses_the_loop_and_leaves_out_evaluation_time(harness):
+    record = harness.run_one(("cartpole", "genrl", 0, True))
+    (row,) = record["history"]
+    assert record["method"] == "genrl" and row["real_steps"] == harness.QUICK_GENRL["initial_steps"]
+    assert 0 < row["wall_time_s"] < record["process_time_s"]
+    assert set(row) >= {"return_mean", "return_std", "dream_return_mean"}
