@@ -83,3 +83,23 @@ def test_genrl_run_uses_the_loop_and_leaves_out_evaluation_time(harness):
     assert record["method"] == "genrl" and row["real_steps"] == harness.QUICK_GENRL["initial_steps"]
     assert 0 < row["wall_time_s"] < record["process_time_s"]
     assert set(row) >= {"return_mean", "return_std", "dream_return_mean"}
+
+
+def test_a_genrl_hit_at_the_first_evaluation_is_resolved_by_runs_from_less_data(harness, monkeypatch):
+    calls = []
+
+    def fake_history(task, seed, overrides):  # succeeds from 165 random steps or more
+        steps = overrides.get("initial_steps", 200)
+        calls.append(steps)
+        return _history([steps], [500.0 if steps >= 165 else 100.0])
+
+    monkeypatch.setattr(harness, "_genrl_history", fake_history)
+    record = harness.run_genrl("cartpole", seed=0)
+    assert calls == [200, 181, 164]  # each rerun from 10% less data, until one fails
+    assert record["reached"] and record["real_steps"] == 181 and record["previous_eval_steps"] == 164
+    assert record["wall_time_s"] == 1.81 and len(record["probes"]) == 2
+
+    calls.clear()
+    monkeypatch.setattr(harness, "_genrl_history", lambda t, s, o: _history([200, 220], [100.0, 500.0]))
+    record = harness.run_genrl("cartpole", seed=0)
+    assert record["real_steps"] == 220 and record["previous_eval_steps"] == 200 and record["probes"] == []
