@@ -62,7 +62,8 @@ class TrainConfig:
     keep_checkpoints: int = 2  # newest run checkpoints kept on disk
 
     def __post_init__(self) -> None:
-        if not isinstance(self.collect_fraction, (int, float)) or not 0 <= self.collect_fraction <= 10:
+        fraction = self.collect_fraction
+        if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 <= fraction <= 10:
             raise GenrlError(
                 f"collect_fraction: expected a number from 0 to 10, got {self.collect_fraction!r}"
             )

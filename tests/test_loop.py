@@ -151,7 +151,7 @@ def test_collect_fraction_makes_a_geometric_schedule():
     assert _steps_to_collect(TrainConfig(env_id="CartPole-v1", steps_per_iteration=10), 3, 1000) == 10
 
 
-@pytest.mark.parametrize("fraction", [-0.1, "a lot", 11])
+@pytest.mark.parametrize("fraction", [-0.1, "a lot", 11, True])
 def test_collect_fraction_is_checked(fraction):
     with pytest.raises(GenrlError, match="collect_fraction: expected a number from 0 to 10"):
         TrainConfig(env_id="CartPole-v1", collect_fraction=fraction)
