@@ -30,7 +30,7 @@ format: setup
 test: lint
 	$(BIN)/python -m pytest -q --durations=8 tests
 
-# Benchmarks, never part of `make test` (about 40 minutes on 2 cores); results in benchmarks/RESULTS.md.
+# Benchmarks, never part of `make test` (about an hour on 2 cores); results in benchmarks/RESULTS.md.
 bench: setup
 	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/throughput.py
 	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/sample_efficiency.py

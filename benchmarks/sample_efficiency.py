@@ -320,7 +320,9 @@ def aggregate(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     rows = []
     for task in TASKS:
         for method in ["genrl", *TASKS[task].baselines]:
-            runs = [r for r in records if r["task"] == task and r["method"] == method]
+            runs = sorted(
+                (r for r in records if r["task"] == task and r["method"] == method), key=lambda r: r["seed"]
+            )
             if not runs:
                 continue
             steps = np.array([r["real_steps"] if r["reached"] else r["budget_steps"] for r in runs], float)
@@ -363,16 +365,18 @@ def targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         mine, theirs = by.get((task, "genrl")), by.get((task, peer))
         if mine is None:
             continue
-        full = mine["reached"] == mine["seeds"]
+        # Runs that missed count at their budget, above every run that reached the threshold: the
+        # median is still exact while they are fewer than half; otherwise it is a lower bound.
+        exact = 2 * (mine["seeds"] - mine["reached"]) < mine["seeds"]
         check(
             f"{task}: genrl median real steps",
             mine["median_steps"],
             "<= 1,000",
-            full and mine["median_steps"] <= 1000,
+            exact and mine["median_steps"] <= 1000,
         )
         if theirs is not None:
             ratio = theirs["median_steps"] / mine["median_steps"]
-            check(f"{task}: {peer} median / genrl median", ratio, f">= {factor}x", full and ratio >= factor)
+            check(f"{task}: {peer} median / genrl median", ratio, f">= {factor}x", exact and ratio >= factor)
         if task == "cartpole":
             wall = mine["median_wall_s"]
             check(

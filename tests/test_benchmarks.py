@@ -103,3 +103,27 @@ def test_a_genrl_hit_at_the_first_evaluation_is_resolved_by_runs_from_less_data(
     monkeypatch.setattr(harness, "_genrl_history", lambda t, s, o: _history([200, 220], [100.0, 500.0]))
     record = harness.run_genrl("cartpole", seed=0)
     assert record["real_steps"] == 220 and record["previous_eval_steps"] == 200 and record["probes"] == []
+
+
+def test_targets_hold_the_median_exact_while_fewer_than_half_the_runs_missed(harness):
+    def rows(missed):
+        runs = [
+            harness.summarize_run("pendulum", "genrl", s, 2000, -200.0, _history([800], [-150.0]))
+            for s in range(5 - missed)
+        ]
+        runs += [
+            harness.summarize_run("pendulum", "genrl", s, 2000, -200.0, _history([2000], [-300.0]))
+            for s in range(5 - missed, 5)
+        ]
+        runs += [
+            harness.summarize_run("pendulum", "sac", s, 20000, -200.0, _history([4000], [-150.0]))
+            for s in range(5)
+        ]
+        return {c["target"]: c for c in harness.targets(harness.aggregate(runs))}
+
+    two_missed = rows(2)
+    assert two_missed["pendulum: genrl median real steps"]["met"] == "yes"  # the median is 800 either way
+    assert two_missed["pendulum: sac median / genrl median"]["measured"] == "5.0"
+    three_missed = rows(3)  # the median is a missed run's budget: only a lower bound
+    assert three_missed["pendulum: genrl median real steps"]["met"] == "NO"
+    assert three_missed["pendulum: sac median / genrl median"]["met"] == "NO"
