@@ -38,8 +38,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
-import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -56,6 +55,9 @@ from genrl.faults import ActionCorruption, ChangedPhysics, SensorNoise, StuckSen
 from genrl.fileio import write_json
 from genrl.metrics import roc_auc
 from genrl.spaces import ActionCodec
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import commit, machine  # noqa: E402
 
 ONSET = 50
 FPR = 0.01
@@ -427,18 +429,13 @@ def main() -> None:
             parser.error(f"unknown env {env_id!r}; expected some of {sorted(BENCHES)}")
         print(f"{env_id}...", flush=True)
         envs.append(bench_env(BENCHES[env_id], args.quick))
-    try:
-        commit = subprocess.check_output(["git", "rev-parse", "--short", "HEAD"], text=True).strip()
-    except (OSError, subprocess.CalledProcessError):
-        commit = "unknown"
     write_json(
         Path(args.out),
         {
             "benchmark": "anomaly",
             "quick": args.quick,
-            "commit": commit,
-            "machine": f"{os.cpu_count()} cores, {platform.processor()}, torch {torch.__version__}, "
-            f"{torch.get_num_threads()} threads",
+            "commit": commit(),
+            "machine": machine(),
             "onset": ONSET,
             "window": WINDOW,
             "world_model": WORLD_MODEL,
