@@ -50,11 +50,11 @@ import numpy as np
 import torch
 
 import genrl
-from genrl.anomaly import SurpriseDetector, windowed_mean
-from genrl.faults import ActionCorruption, ChangedPhysics, SensorNoise, StuckSensor
-from genrl.fileio import write_json
-from genrl.metrics import roc_auc
-from genrl.spaces import ActionCodec
+from genrl.anomaly.detector import SurpriseDetector, windowed_mean
+from genrl.anomaly.faults import ActionCorruption, ChangedPhysics, SensorNoise, StuckSensor
+from genrl.evaluation.metrics import roc_auc
+from genrl.util.files import write_json
+from genrl.util.spaces import ActionCodec
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import commit, machine  # noqa: E402

@@ -1,6 +1,6 @@
 """Helpers shared by the benchmark scripts: where and what was measured, and markdown tables.
 
-JSON results are written with ``genrl.fileio.write_json`` (atomic), like every genrl file.
+JSON results are written with ``genrl.util.files.write_json`` (atomic), like every genrl file.
 
 Scripts run as ``python benchmarks/NAME.py`` have this folder on ``sys.path``, so ``from common
 import machine, commit, table`` works from any working directory.

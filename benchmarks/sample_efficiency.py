@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from genrl.fileio import write_json
+from genrl.util.files import write_json
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import command, commit, machine, table  # noqa: E402
@@ -140,7 +140,7 @@ def run_baseline(task_name: str, method: str, seed: int, quick: bool = False) ->
     from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.env_util import make_vec_env
 
-    from genrl.agents import make_agent
+    from genrl.training.agents import make_agent
 
     torch.set_num_threads(1)
     task = TASKS[task_name]
@@ -309,7 +309,7 @@ def aggregate(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     A run that never reached the threshold counts at its budget, so the figures are then lower
     bounds; ``reached`` says how many seeds got there.
     """
-    from genrl.metrics import bootstrap_ci, iqm
+    from genrl.evaluation.metrics import bootstrap_ci, iqm
 
     rows = []
     for task in TASKS:

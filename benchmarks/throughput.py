@@ -33,9 +33,9 @@ from stable_baselines3.common.vec_env import VecMonitor
 from torch import nn
 
 import genrl
-import genrl.agents
-import genrl.presets
-from genrl.fileio import write_json
+import genrl.training.agents
+import genrl.training.presets
+from genrl.util.files import write_json
 
 # Run as `python benchmarks/throughput.py` the script's folder is already first on sys.path; this
 # makes `from common import` work however the file is started (runpy, an IDE, another cwd).
@@ -358,8 +358,8 @@ def bench_ppo(
         start=cfg["start"],
         seed=0,
     )
-    agent_preset = genrl.agents.agent_preset(preset.get("agent", "ppo"))
-    agent = genrl.agents.make_agent(agent_preset, VecMonitor(dream), seed=0)
+    agent_preset = genrl.training.agents.agent_preset(preset.get("agent", "ppo"))
+    agent = genrl.training.agents.make_agent(agent_preset, VecMonitor(dream), seed=0)
     start = time.perf_counter()
     agent.learn(total_timesteps=s.ppo_steps, progress_bar=False)
     wall = time.perf_counter() - start
@@ -491,7 +491,7 @@ def main(argv: list[str] | None = None) -> None:
     }
     if args.quick:
         print("**--quick: 0.1 s timing loops after a short fit: a smoke test; its verdicts mean nothing.**\n")
-    preset = genrl.presets.load_preset("envs", "cartpole")
+    preset = genrl.training.presets.load_preset("envs", "cartpole")
     data = genrl.collect(ENV_ID, s.data_steps, seed=0, progress=False)
     model = None
     if set(args.only) & {"dream", "roofline", "ppo"}:

@@ -6,7 +6,7 @@
 3. ``genrl.SurpriseDetector``: calibrate an alarm on held-out normal episodes for a 1% false-positive
    rate;
 4. ``genrl.AnomalyMonitor``: watch a live env whose pole doubles in length at step 100
-   (``genrl.faults.ChangedPhysics``) and count the alarms before and after.
+   (``genrl.anomaly.faults.ChangedPhysics``) and count the alarms before and after.
 
 Run it with ``python examples/anomaly_monitor.py`` (about two minutes on a laptop CPU).
 """
@@ -17,7 +17,7 @@ import gymnasium as gym
 import numpy as np
 
 import genrl
-from genrl.faults import ChangedPhysics
+from genrl.anomaly.faults import ChangedPhysics
 
 SEED = 0
 PRECISE = {"encoder": "identity", "num_mixtures": 1, "nll_beta": 1.0, "prediction_weight": 10.0}

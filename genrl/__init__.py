@@ -1,15 +1,15 @@
 """genrl: learn a generative copy of a Gymnasium environment and train SB3 agents inside it."""
 
-from genrl.anomaly import AnomalyMonitor, SurpriseDetector
-from genrl.collect import collect
-from genrl.dataset import RolloutDataset
-from genrl.dream_env import DreamEnv
-from genrl.dream_vec_env import DreamVecEnv
+from genrl.anomaly.detector import AnomalyMonitor, SurpriseDetector
+from genrl.data.collect import collect
+from genrl.data.dataset import RolloutDataset
+from genrl.dream.env import DreamEnv
+from genrl.dream.registration import register_envs
+from genrl.dream.vec_env import DreamVecEnv
 from genrl.errors import GenrlError
-from genrl.evaluate import EvaluationReport, evaluate
-from genrl.loop import TrainConfig, TrainResult, resume, train_in_imagination
-from genrl.registration import register_envs
-from genrl.world_model import WorldModel, WorldModelConfig
+from genrl.evaluation.evaluate import EvaluationReport, evaluate
+from genrl.model.world_model import WorldModel, WorldModelConfig
+from genrl.training.loop import TrainConfig, TrainResult, resume, train_in_imagination
 
 __version__ = "0.1.0"
 __all__ = [

@@ -25,17 +25,17 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 from torch.utils.tensorboard import SummaryWriter
 
 from genrl import __version__
-from genrl.agents import agent_preset, load_policy, make_agent
-from genrl.anomaly import SurpriseDetector, windowed_mean
-from genrl.collect import collect, make_env
-from genrl.dataset import RolloutDataset
-from genrl.dream_env import DreamEnv
+from genrl.anomaly.detector import SurpriseDetector, windowed_mean
+from genrl.data.collect import collect, make_env
+from genrl.data.dataset import RolloutDataset
+from genrl.dream.env import DreamEnv
 from genrl.errors import GenrlError
-from genrl.evaluate import PREDICTORS, evaluate
-from genrl.fileio import read_json, write_json
-from genrl.loop import default_run_dir, resolve_config, resume, train_in_imagination
-from genrl.report import write_report
-from genrl.world_model import WorldModel
+from genrl.evaluation.evaluate import PREDICTORS, evaluate
+from genrl.evaluation.report import write_report
+from genrl.model.world_model import WorldModel
+from genrl.training.agents import agent_preset, load_policy, make_agent
+from genrl.training.loop import default_run_dir, resolve_config, resume, train_in_imagination
+from genrl.util.files import read_json, write_json
 
 console = Console()
 

@@ -7,8 +7,8 @@ from stable_baselines3.common.utils import LinearSchedule
 from stable_baselines3.common.vec_env import VecMonitor
 
 from genrl import DreamVecEnv, GenrlError, TrainConfig, WorldModelConfig
-from genrl.agents import ALGORITHMS, agent_preset, load_policy, make_agent, save_policy
-from genrl.presets import available, find_env_preset, load_preset, preset_dirs
+from genrl.training.agents import ALGORITHMS, agent_preset, load_policy, make_agent, save_policy
+from genrl.training.presets import available, find_env_preset, load_preset, preset_dirs
 
 CONTINUOUS_ONLY = {"sac", "td3"}
 DISCRETE_ONLY = {"dqn"}

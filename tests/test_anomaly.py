@@ -10,9 +10,9 @@ import pytest
 import torch
 
 import genrl
-from genrl.anomaly import AnomalyMonitor, SurpriseDetector, windowed_mean
+from genrl.anomaly.detector import AnomalyMonitor, SurpriseDetector, windowed_mean
+from genrl.anomaly.faults import StuckSensor
 from genrl.errors import GenrlError
-from genrl.faults import StuckSensor
 
 
 @pytest.fixture(scope="module")

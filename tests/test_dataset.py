@@ -9,7 +9,7 @@ import pytest
 from gymnasium import spaces
 
 from genrl import GenrlError, RolloutDataset
-from genrl.fileio import atomic_write
+from genrl.util.files import atomic_write
 
 OBS = spaces.Box(-np.inf, np.inf, (2,), np.float32)
 ACT = spaces.Discrete(3)

@@ -7,7 +7,7 @@ from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecMonitor
 
 from genrl import DreamVecEnv, GenrlError
-from genrl.agents import agent_preset, make_agent
+from genrl.training.agents import agent_preset, make_agent
 
 
 def _start_candidates(model, dataset) -> np.ndarray:

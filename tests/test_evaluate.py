@@ -6,9 +6,9 @@ from torch.utils.tensorboard import SummaryWriter
 
 import genrl
 from genrl import GenrlError, RolloutDataset
-from genrl.baselines import LinearDynamics, RepeatLast
-from genrl.critic import realism_critic
-from genrl.report import write_report
+from genrl.evaluation.baselines import LinearDynamics, RepeatLast
+from genrl.evaluation.critic import realism_critic
+from genrl.evaluation.report import write_report
 
 
 def balance(obs: np.ndarray) -> np.ndarray:
@@ -127,7 +127,7 @@ def test_write_report_files_and_tensorboard(report, tmp_path):
     for name in ("open_loop", "open_loop_dims", "open_loop_example", "dream_gap"):
         png = tmp_path / "eval" / f"{name}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"({name}.png)" in text
-    saved = genrl.fileio.read_json(tmp_path / "eval" / "report.json", "a report")
+    saved = genrl.util.files.read_json(tmp_path / "eval" / "report.json", "a report")
     assert saved["scalars"]["reward/mae"] == pytest.approx(report.scalars["reward/mae"])
     # Every number of the report is in TensorBoard.
     events = EventAccumulator(str(tmp_path / "tb"), size_guidance={"scalars": 0, "images": 0}).Reload()

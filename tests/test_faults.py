@@ -6,8 +6,8 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
+from genrl.anomaly.faults import ActionCorruption, ChangedPhysics, SensorNoise, StuckSensor
 from genrl.errors import GenrlError
-from genrl.faults import ActionCorruption, ChangedPhysics, SensorNoise, StuckSensor
 
 ACTIONS = [0, 1, 1, 0, 1, 0, 0, 1, 1, 1, 0, 0]  # CartPole survives these from the seeds below
 

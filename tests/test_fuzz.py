@@ -55,12 +55,12 @@ from stable_baselines3 import DQN, PPO
 
 import genrl
 from genrl import GenrlError, RolloutDataset, WorldModel
-from genrl.agents import load_policy, save_policy
-from genrl.checkpoint import Checkpoint, CheckpointStore, read_checkpoint
-from genrl.dataset import KEYS
-from genrl.fileio import read_json
-from genrl.presets import load_preset
-from genrl.spaces import check_supported, space_from_json, space_to_json, spaces_equal
+from genrl.data.dataset import KEYS
+from genrl.training.agents import load_policy, save_policy
+from genrl.training.checkpoint import Checkpoint, CheckpointStore, read_checkpoint
+from genrl.training.presets import load_preset
+from genrl.util.files import read_json
+from genrl.util.spaces import check_supported, space_from_json, space_to_json, spaces_equal
 
 TARGET = 1150  # mutated files per loader and run
 # Longer campaigns, off CI: GENRL_FUZZ_SCALE=10 multiplies every target; GENRL_FUZZ_SEED=N draws

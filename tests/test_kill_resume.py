@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from genrl import RolloutDataset
-from genrl.checkpoint import CheckpointStore
+from genrl.training.checkpoint import CheckpointStore
 
 KILLS = 20  # the issue asks for at least 20 kill points
 PRESET = {

@@ -6,9 +6,9 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 import genrl
 from genrl import GenrlError, RolloutDataset, WorldModel
-from genrl.agents import agent_preset, load_policy, make_agent
-from genrl.loop import TrainConfig, _steps_to_collect, resolve_config
-from genrl.presets import load_preset
+from genrl.training.agents import agent_preset, load_policy, make_agent
+from genrl.training.loop import TrainConfig, _steps_to_collect, resolve_config
+from genrl.training.presets import load_preset
 
 
 @pytest.fixture(scope="module")

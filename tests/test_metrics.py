@@ -4,7 +4,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from genrl import GenrlError
-from genrl.metrics import bootstrap_ci, iqm, precision_recall, roc_auc
+from genrl.evaluation.metrics import bootstrap_ci, iqm, precision_recall, roc_auc
 
 
 def _pairwise_auc(scores, labels):

@@ -2,7 +2,7 @@
 
 import torch
 
-from genrl.networks import mixture_mean, mixture_nll, mixture_sample, mixture_std
+from genrl.model.networks import mixture_mean, mixture_nll, mixture_sample, mixture_std
 
 
 def test_one_component_fast_paths_equal_the_general_mixture():

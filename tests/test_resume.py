@@ -8,9 +8,9 @@ import torch
 
 import genrl
 from genrl import GenrlError, RolloutDataset
-from genrl.agents import agent_preset, make_agent
-from genrl.checkpoint import CheckpointStore, read_checkpoint
-from genrl.loop import _Replay
+from genrl.training.agents import agent_preset, make_agent
+from genrl.training.checkpoint import CheckpointStore, read_checkpoint
+from genrl.training.loop import _Replay
 
 # Small enough for seconds per run, big enough that every phase does real work.
 TINY = dict(
@@ -109,7 +109,7 @@ def test_resume_after_an_interruption_matches_an_uninterrupted_run(reference, tm
     if where == "agent training":
         monkeypatch.setattr("stable_baselines3.PPO.train", lambda self: (_ for _ in ()).throw(Interrupt()))
     if where == "evaluation":
-        monkeypatch.setattr("genrl.loop._evaluate", evaluate)
+        monkeypatch.setattr("genrl.training.loop._evaluate", evaluate)
     with pytest.raises(Interrupt):
         train(tmp_path)
     monkeypatch.undo()

@@ -7,7 +7,7 @@ import torch
 from gymnasium import spaces
 
 from genrl.errors import GenrlError
-from genrl.spaces import ActionCodec, check_supported, space_from_json, space_to_json, spaces_equal
+from genrl.util.spaces import ActionCodec, check_supported, space_from_json, space_to_json, spaces_equal
 
 
 def _f32(*values: float) -> np.ndarray:

@@ -24,7 +24,7 @@ from gymnasium import spaces
 
 import genrl
 from genrl import DreamEnv, DreamVecEnv, GenrlError, RolloutDataset, WorldModel
-from genrl.checkpoint import read_checkpoint
+from genrl.training.checkpoint import read_checkpoint
 
 NAN, INF = float("nan"), float("inf")
 TINY = {"hidden_dim": 8, "rnn_dim": 8, "latent_dim": 8}

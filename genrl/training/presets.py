@@ -8,10 +8,10 @@ from typing import Any, Literal
 import yaml
 
 from genrl.errors import GenrlError
-from genrl.fileio import one_line
+from genrl.util.files import one_line
 
 Kind = Literal["envs", "agents"]
-_PACKAGE = Path(__file__).resolve().parent
+_PACKAGE = Path(__file__).resolve().parents[1]  # genrl/
 _LABEL = {"envs": "env", "agents": "agent"}
 
 

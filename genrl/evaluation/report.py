@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from genrl.evaluate import PREDICTORS, EvaluationReport
-from genrl.fileio import atomic_write, write_json
+from genrl.evaluation.evaluate import PREDICTORS, EvaluationReport
+from genrl.util.files import atomic_write, write_json
 
 COLOURS = {"model": "tab:blue", "repeat last": "tab:grey", "linear": "tab:orange"}
 

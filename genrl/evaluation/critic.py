@@ -16,7 +16,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from genrl.errors import GenrlError
-from genrl.networks import mlp
+from genrl.model.networks import mlp
 
 
 @dataclass

@@ -18,8 +18,8 @@ from stable_baselines3.common.utils import LinearSchedule
 from stable_baselines3.common.vec_env import VecEnv
 
 from genrl.errors import GenrlError
-from genrl.fileio import atomic_write, brief, check_tensors, one_line
-from genrl.presets import load_preset
+from genrl.training.presets import load_preset
+from genrl.util.files import atomic_write, brief, check_tensors, one_line
 
 POLICY_FORMAT = "genrl.policy"
 POLICY_VERSION = 1

@@ -10,10 +10,10 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 
-from genrl.dataset import RolloutDataset
+from genrl.data.dataset import RolloutDataset
 from genrl.errors import GenrlError
-from genrl.progress import progress_bar
-from genrl.spaces import ActionCodec
+from genrl.util.progress import progress_bar
+from genrl.util.spaces import ActionCodec
 
 Policy = Callable[[np.ndarray], Any]
 

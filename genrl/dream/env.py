@@ -9,10 +9,10 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from genrl.dataset import RolloutDataset
-from genrl.dream import DreamBatch, ObsMode, StartMode, as_model
+from genrl.data.dataset import RolloutDataset
+from genrl.dream.batch import DreamBatch, ObsMode, StartMode, as_model
 from genrl.errors import GenrlError
-from genrl.world_model import WorldModel
+from genrl.model.world_model import WorldModel
 
 
 class DreamEnv(gym.Env):

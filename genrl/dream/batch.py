@@ -13,10 +13,10 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from genrl.dataset import RolloutDataset
+from genrl.data.dataset import RolloutDataset
 from genrl.errors import GenrlError
-from genrl.spaces import check_spaces_match
-from genrl.world_model import WorldModel
+from genrl.model.world_model import WorldModel
+from genrl.util.spaces import check_spaces_match
 
 ObsMode = Literal["decoded", "latent"]
 StartMode = Literal["initial", "any"]

@@ -21,15 +21,15 @@ from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv, VecMonitor
 from torch.utils.tensorboard import SummaryWriter
 
-from genrl.agents import agent_preset, make_agent, save_policy
-from genrl.checkpoint import CheckpointStore
-from genrl.collect import collect, make_env
-from genrl.dataset import KEYS, RolloutDataset
-from genrl.dream_vec_env import DreamVecEnv
+from genrl.data.collect import collect, make_env
+from genrl.data.dataset import KEYS, RolloutDataset
+from genrl.dream.vec_env import DreamVecEnv
 from genrl.errors import GenrlError
-from genrl.fileio import read_json, write_json
-from genrl.presets import available, find_env_preset, load_preset
-from genrl.world_model import WorldModel
+from genrl.model.world_model import WorldModel
+from genrl.training.agents import agent_preset, make_agent, save_policy
+from genrl.training.checkpoint import CheckpointStore
+from genrl.training.presets import available, find_env_preset, load_preset
+from genrl.util.files import read_json, write_json
 
 log = logging.getLogger("genrl")
 

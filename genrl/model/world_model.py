@@ -36,10 +36,9 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.nn import functional as F
 
-from genrl.dataset import RolloutDataset
+from genrl.data.dataset import RolloutDataset
 from genrl.errors import GenrlError
-from genrl.fileio import atomic_write, brief, check_format, check_tensors, one_line, read_json, write_json
-from genrl.networks import (
+from genrl.model.networks import (
     MixtureDensityHead,
     build_vae,
     mixture_mean,
@@ -48,8 +47,9 @@ from genrl.networks import (
     mixture_std,
     mlp,
 )
-from genrl.progress import progress_bar
-from genrl.spaces import ActionCodec, check_spaces_match, check_supported, space_from_json, space_to_json
+from genrl.util.files import atomic_write, brief, check_format, check_tensors, one_line, read_json, write_json
+from genrl.util.progress import progress_bar
+from genrl.util.spaces import ActionCodec, check_spaces_match, check_supported, space_from_json, space_to_json
 
 FORMAT = "genrl.world_model"
 VERSION = 1

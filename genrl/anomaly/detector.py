@@ -34,11 +34,11 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from genrl.dataset import RolloutDataset
+from genrl.data.dataset import RolloutDataset
 from genrl.errors import GenrlError
-from genrl.fileio import brief
-from genrl.spaces import ActionCodec
-from genrl.world_model import WorldModel
+from genrl.model.world_model import WorldModel
+from genrl.util.files import brief
+from genrl.util.spaces import ActionCodec
 
 BATCH_EPISODES = 64  # episodes scored in one torch batch by calibrate
 

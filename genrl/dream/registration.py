@@ -10,4 +10,4 @@ DREAM_ID = "genrl/Dream-v0"
 def register_envs() -> None:
     if DREAM_ID not in gym.registry:
         # gym.make("genrl/Dream-v0", model=PATH, horizon=..., ...) forwards its kwargs to DreamEnv.
-        gym.register(DREAM_ID, entry_point="genrl.dream_env:DreamEnv", disable_env_checker=True)
+        gym.register(DREAM_ID, entry_point="genrl.dream.env:DreamEnv", disable_env_checker=True)

@@ -29,7 +29,8 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
 from genrl.errors import GenrlError
-from genrl.fileio import (
+from genrl.model.world_model import WorldModel
+from genrl.util.files import (
     atomic_write,
     brief,
     check_format,
@@ -39,7 +40,6 @@ from genrl.fileio import (
     write_json,
     write_npz,
 )
-from genrl.world_model import WorldModel
 
 FORMAT = "genrl.checkpoint"
 VERSION = 1

@@ -30,15 +30,15 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from genrl.baselines import LinearDynamics, RepeatLast
-from genrl.collect import as_policy, collect, make_env
-from genrl.critic import realism_critic
-from genrl.dataset import RolloutDataset
-from genrl.dream import DreamBatch, as_model
+from genrl.data.collect import as_policy, collect, make_env
+from genrl.data.dataset import RolloutDataset
+from genrl.dream.batch import DreamBatch, as_model
 from genrl.errors import GenrlError
-from genrl.metrics import precision_recall, roc_auc
-from genrl.spaces import ActionCodec
-from genrl.world_model import WorldModel
+from genrl.evaluation.baselines import LinearDynamics, RepeatLast
+from genrl.evaluation.critic import realism_critic
+from genrl.evaluation.metrics import precision_recall, roc_auc
+from genrl.model.world_model import WorldModel
+from genrl.util.spaces import ActionCodec
 
 PREDICTORS = ("model", "repeat last", "linear")
 

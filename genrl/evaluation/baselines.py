@@ -10,9 +10,9 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from genrl.dataset import RolloutDataset
+from genrl.data.dataset import RolloutDataset
 from genrl.errors import GenrlError
-from genrl.spaces import ActionCodec
+from genrl.util.spaces import ActionCodec
 
 
 class RepeatLast:

@@ -10,10 +10,10 @@ import numpy as np
 import torch
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices, VecEnvStepReturn
 
-from genrl.dataset import RolloutDataset
-from genrl.dream import DreamBatch, ObsMode, StartMode, as_model
+from genrl.data.dataset import RolloutDataset
+from genrl.dream.batch import DreamBatch, ObsMode, StartMode, as_model
 from genrl.errors import GenrlError
-from genrl.world_model import WorldModel
+from genrl.model.world_model import WorldModel
 
 
 class DreamVecEnv(VecEnv):

@@ -27,8 +27,8 @@ import numpy as np
 from gymnasium import spaces
 
 from genrl.errors import GenrlError
-from genrl.fileio import check_format, read_json, read_npz, write_json, write_npz
-from genrl.spaces import ActionCodec, check_spaces_match, check_supported, space_from_json, space_to_json
+from genrl.util.files import check_format, read_json, read_npz, write_json, write_npz
+from genrl.util.spaces import ActionCodec, check_spaces_match, check_supported, space_from_json, space_to_json
 
 FORMAT = "genrl.rollouts"
 VERSION = 1

@@ -13,7 +13,7 @@ import torch
 from gymnasium import spaces
 
 from genrl.errors import GenrlError
-from genrl.fileio import brief, one_line
+from genrl.util.files import brief, one_line
 
 
 def check_supported(observation_space: spaces.Space, action_space: spaces.Space) -> None:

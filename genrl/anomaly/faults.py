@@ -21,7 +21,7 @@ import numpy as np
 from gymnasium import spaces
 
 from genrl.errors import GenrlError
-from genrl.fileio import brief
+from genrl.util.files import brief
 
 
 def _check_int(value: Any, name: str, low: int = 0, high: int | None = None) -> int:
