@@ -22,6 +22,7 @@ demo: setup
 lint: setup
 	$(BIN)/ruff check genrl tests examples benchmarks
 	$(BIN)/ruff format --check genrl tests examples benchmarks
+	$(BIN)/lint-imports --no-cache  # the import direction between genrl's layers (pyproject.toml)
 
 format: setup
 	$(BIN)/ruff format genrl tests examples benchmarks

@@ -247,8 +247,8 @@ def transitions(data: genrl.RolloutDataset, codec: ActionCodec) -> list[np.ndarr
     """Per episode, the unnormalised baseline features [obs, action, next_obs - obs], (T, F)."""
     out = []
     for ep in data.episodes:
-        obs = ep["obs"].reshape(len(ep["obs"]), -1)
-        act = codec.encode(torch.as_tensor(ep["action"])).numpy()
+        obs = ep.obs.reshape(len(ep.obs), -1)
+        act = codec.encode(torch.as_tensor(ep.action)).numpy()
         out.append(np.concatenate([obs[:-1], act, obs[1:] - obs[:-1]], axis=1))
     return out
 

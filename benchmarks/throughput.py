@@ -62,7 +62,7 @@ class Settings:
     data_steps: int = 1000  # random real steps, as in the demo's first iteration
     model_fit_steps: int = 300  # for the dream/ppo model: weights barely matter for speed
     ppo_steps: int = 50_000
-    fit_steps: int | None = None  # None: the preset's world_model.fit_steps
+    fit_steps: int | None = None  # None: the preset's fit.steps
 
 
 QUICK = Settings(min_seconds=0.1, warmup_steps=3, model_fit_steps=30, ppo_steps=4096, fit_steps=50)
@@ -109,16 +109,12 @@ def random_actions(space: spaces.Space, n: int, count: int, seed: int = 0) -> li
     return list(rng.uniform(space.low, space.high, size=(count, n, *space.shape)).astype(space.dtype))
 
 
-def world_model_settings(preset: dict[str, Any]) -> dict[str, Any]:
-    """The preset's world_model section less the loop's own keys: what WorldModel accepts."""
-    return {k: v for k, v in preset["world_model"].items() if k not in ("fit_steps", "refit_steps")}
-
-
 def build_model(
     preset: dict[str, Any], data: genrl.RolloutDataset, fit_steps: int, device: torch.device
 ) -> genrl.WorldModel:
     """The preset's CartPole world model on ``device``, fitted for ``fit_steps``."""
-    model = genrl.WorldModel(data.observation_space, data.action_space, world_model_settings(preset))
+    cfg = genrl.TrainConfig.from_preset(preset)
+    model = genrl.WorldModel(data.observation_space, data.action_space, cfg.world_model, cfg.fit, seed=0)
     model.to(device)
     if fit_steps:
         model.fit(data, steps=fit_steps, progress=False)
@@ -406,7 +402,7 @@ def bench_fit(
     The time includes what the first fit does besides gradient steps (statistics, the linear
     core's least squares, the final validation), as the demo pays for it.
     """
-    steps = s.fit_steps if s.fit_steps is not None else int(preset["world_model"]["fit_steps"])
+    steps = s.fit_steps if s.fit_steps is not None else genrl.TrainConfig.from_preset(preset).fit.steps
     model = build_model(preset, data, 0, device)
     start = time.perf_counter()
     model.fit(data, steps=steps, progress=False)

@@ -1,22 +1,38 @@
-"""genrl: learn a generative copy of a Gymnasium environment and train SB3 agents inside it."""
+"""genrl: learn a generative copy of a Gymnasium environment and train SB3 agents inside it.
 
-from genrl.anomaly.detector import AnomalyMonitor, SurpriseDetector
+The code follows the data flow, one folder per stage (imports point down this list only)::
+
+    genrl.util        leaf helpers: files, checks, spaces, devices, seeds, progress
+    genrl.data        real envs -> episodes on disk: collect, RolloutDataset, Episode
+    genrl.model       the world model: encoders, dynamics, losses, trainer, file format
+    genrl.dream       dreams: DreamEnv, DreamVecEnv, genrl/Dream-v0
+    genrl.training    the loop, its config, checkpoints, runs, agents and presets
+    genrl.evaluation  reports on a model       genrl.anomaly  surprise and faults
+"""
+
+from genrl.anomaly import AnomalyMonitor, SurpriseDetector
 from genrl.data.collect import collect
 from genrl.data.dataset import RolloutDataset
+from genrl.data.episode import Episode
 from genrl.dream.env import DreamEnv
 from genrl.dream.registration import register_envs
 from genrl.dream.vec_env import DreamVecEnv
 from genrl.errors import GenrlError
 from genrl.evaluation.evaluate import EvaluationReport, evaluate
-from genrl.model.world_model import WorldModel, WorldModelConfig
-from genrl.training.loop import TrainConfig, TrainResult, resume, train_in_imagination
+from genrl.model.config import FitConfig, WorldModelConfig
+from genrl.model.world_model import WorldModel
+from genrl.training.config import TrainConfig
+from genrl.training.loop import resume, train_in_imagination
+from genrl.training.run import TrainResult, load_run
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 __all__ = [
     "AnomalyMonitor",
     "DreamEnv",
     "DreamVecEnv",
+    "Episode",
     "EvaluationReport",
+    "FitConfig",
     "GenrlError",
     "RolloutDataset",
     "SurpriseDetector",
@@ -26,6 +42,7 @@ __all__ = [
     "WorldModelConfig",
     "collect",
     "evaluate",
+    "load_run",
     "resume",
     "train_in_imagination",
 ]

@@ -11,31 +11,32 @@ import argparse
 import logging
 import os
 import sys
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import torch
 from rich.console import Console
 from rich.table import Table
-from stable_baselines3.common.vec_env import DummyVecEnv
 from torch.utils.tensorboard import SummaryWriter
 
 from genrl import __version__
 from genrl.anomaly.detector import SurpriseDetector, windowed_mean
-from genrl.data.collect import collect, make_env
+from genrl.data.collect import collect
 from genrl.data.dataset import RolloutDataset
+from genrl.data.envs import make_env
 from genrl.dream.env import DreamEnv
 from genrl.errors import GenrlError
 from genrl.evaluation.evaluate import PREDICTORS, evaluate
 from genrl.evaluation.report import write_report
 from genrl.model.world_model import WorldModel
-from genrl.training.agents import agent_preset, load_policy, make_agent
-from genrl.training.loop import default_run_dir, resolve_config, resume, train_in_imagination
-from genrl.util.files import read_json, write_json
+from genrl.training.config import resolve_config
+from genrl.training.loop import default_run_dir, resume, train_in_imagination
+from genrl.training.run import load_run
+from genrl.util.device import resolve_device
+from genrl.util.files import write_json
+from genrl.util.progress import progress_enabled
 
 console = Console()
 
@@ -60,6 +61,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise GenrlError("expected an ENV to train on, or --resume RUN_DIR to continue a run")
     else:
         overrides = {"iterations": args.iterations, "dream_steps": args.dream_steps}
+        args.seed = 0 if args.seed is None else args.seed
         cfg = resolve_config(args.env, agent=args.agent, seed=args.seed, **overrides)
         run_dir = Path(args.run_dir) if args.run_dir is not None else default_run_dir(cfg)
         call = lambda: train_in_imagination(  # noqa: E731
@@ -70,8 +72,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print(f"genrl: interrupted; `genrl train --resume {run_dir}` continues the run", file=sys.stderr)
         return 130
-    env_id = read_json(result.run_dir / "config.json", "the run's config").get("env_id")
-    table = Table(title=f"genrl train {env_id}")
+    table = Table(title=f"genrl train {result.config.env_id}")
     for name in ("iter", "real steps", "real return", "dream return", "dream-real", "time (s)"):
         table.add_column(name, justify="right", no_wrap=True)
     for row in result.history:
@@ -84,7 +85,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             f"{row['wall_time_s']:.0f}",
         )
     console.print(table)
-    episodes = read_json(result.run_dir / "config.json", "the run's config").get("eval_episodes")
+    episodes = result.config.train.eval_episodes
     final = result.final
     print(
         f"Trained on {result.dataset.num_steps} real env steps; final real return "
@@ -105,7 +106,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
     finally:
         env.close()
     returns = dataset.episode_returns()[before:]
-    new_steps = sum(len(ep["reward"]) for ep in dataset.episodes[before:])
+    new_steps = sum(ep.length for ep in dataset.episodes[before:])
     print(
         f"Collected {len(returns)} episodes ({new_steps} steps) of {env_id} with a random policy; "
         f"mean return {returns.mean():.1f} ± {returns.std():.1f}. "
@@ -117,16 +118,11 @@ def cmd_collect(args: argparse.Namespace) -> int:
 def cmd_fit(args: argparse.Namespace) -> int:
     """Fit a world model on a dataset folder, save it, and print its held-out losses."""
     dataset = RolloutDataset.load(args.data_dir)
-    config: dict[str, Any] = {}
+    preset = resolve_config(args.env) if args.env is not None else None
+    config, fit = (preset.world_model, preset.fit) if preset is not None else (None, None)
+    model = WorldModel(dataset.observation_space, dataset.action_space, config, fit, seed=args.seed)
+    model.to(resolve_device("auto"))
     steps = args.steps
-    if args.env is not None:
-        preset = resolve_config(args.env)
-        config = dict(preset.world_model)
-        steps = steps if steps is not None else preset.fit_steps
-    config["seed"] = args.seed
-    torch.manual_seed(args.seed)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    model = WorldModel(dataset.observation_space, dataset.action_space, config).to(device)
     out = Path(args.out)
     writer = SummaryWriter(str(out / "tb"))
     try:
@@ -149,7 +145,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
 def cmd_dream(args: argparse.Namespace) -> int:
     """Roll out a saved world model under random actions and report what it imagines."""
-    env = DreamEnv(args.model_dir, horizon=args.horizon, temperature=args.temperature, device=None)
+    env = DreamEnv(args.model_dir, horizon=args.horizon, temperature=args.temperature)
     env.action_space.seed(args.seed)
     table = Table(title=f"dreams of {args.model_dir} (random actions)")
     for name in ("episode", "return", "length", "mean uncertainty", "ended by"):
@@ -181,35 +177,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
     path = Path(args.path)
     writer_dir: Path | None = None
     if (path / "config.json").is_file():  # a run folder
-        cfg = read_json(path / "config.json", "a genrl run config (config.json)")
-        env_id, agent = cfg.get("env_id"), cfg.get("agent")
-        if not isinstance(env_id, str) or agent is None:
-            raise GenrlError(f"{path / 'config.json'}: expected 'env_id' and 'agent' settings")
-        weights = path / "policy.safetensors"
-        if not weights.is_file():
-            raise GenrlError(
-                f"expected policy weights at {weights}, found no such file (did the run finish?)"
-            )
-        model = WorldModel.load(path / "model")
-        dataset = RolloutDataset.load(args.data if args.data is not None else path / "data")
-        venv = DummyVecEnv([lambda: make_env(env_id)])
-        with warnings.catch_warnings():
-            # Training-only settings (e.g. PPO's batch size vs. one env's rollout) warn here needlessly.
-            warnings.simplefilter("ignore", UserWarning)
-            learner = make_agent(agent_preset(agent), venv, seed=args.seed)
-        venv.close()
-        load_policy(learner, weights)
-        policy, env, writer_dir = learner, env_id, path / "tb"
+        run = load_run(path, device="cpu")
+        model, policy, env_id = run.model, run.agent, run.config.env_id
+        dataset = RolloutDataset.load(args.data) if args.data is not None else run.dataset
+        env, writer_dir = env_id, path / "tb"
     elif (path / "model.json").is_file():
         if args.data is None:
             raise GenrlError(f"{path} is a model folder: expected --data DATA_DIR with held-out episodes")
-        model, dataset, policy, env, env_id = (
-            WorldModel.load(path),
-            RolloutDataset.load(args.data),
-            None,
-            None,
-            None,
-        )
+        model, dataset = WorldModel.load(path, device="cpu"), RolloutDataset.load(args.data)
+        policy, env, env_id = None, None, None
     else:
         raise GenrlError(
             f"expected a run folder (config.json) or a model folder (model.json) at {path}, "
@@ -253,7 +229,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_anomaly(args: argparse.Namespace) -> int:
     """Score every step of a dataset's episodes by the model's surprise; flag them if calibrated."""
-    model = WorldModel.load(args.model_dir)
+    model = WorldModel.load(args.model_dir, device="cpu")
     data = RolloutDataset.load(args.data_dir)
     detector = SurpriseDetector(model, window=args.window)
     if args.normal is not None:
@@ -329,10 +305,8 @@ def _fraction(text: str) -> float:
 def _common(seed_default: int | None = 0) -> argparse.ArgumentParser:
     """Options every subcommand takes; a fresh parser each time, since parents share their actions."""
     common = argparse.ArgumentParser(add_help=False)
-    seed_help = (
-        "random seed (default: 0)" if seed_default is not None else "random seed (default: the preset's)"
-    )
-    common.add_argument("--seed", type=int, default=seed_default, help=seed_help)
+    # Command lines are reproducible: seed 0 unless told otherwise (the library's None draws one).
+    common.add_argument("--seed", type=int, default=seed_default, help="random seed (default: 0)")
     common.add_argument(
         "--no-progress",
         dest="progress",
@@ -351,6 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     env_help = "env preset name (cartpole), preset YAML path, or Gymnasium id"
 
+    # No default here, so that --resume can tell a given --seed; a new run takes 0.
     p = sub.add_parser(
         "train", parents=[_common(None)], help="collect, fit, train an agent in the dream, repeat"
     )
@@ -455,8 +430,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "OMP_NUM_THREADS" not in os.environ:
         torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
     _log_to_stderr()
-    if os.environ.get("GENRL_PROGRESS", "1") == "0":
-        args.progress = False  # also hides SB3's own progress bar, which does not read the variable
+    # Also hides SB3's own progress bar, which does not read GENRL_PROGRESS.
+    args.progress = progress_enabled(args.progress)
     try:
         return args.func(args)
     except (GenrlError, gym.error.Error) as exc:

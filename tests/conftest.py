@@ -25,6 +25,14 @@ SMALL_MODEL = {"hidden_dim": 32, "rnn_dim": 32, "batch_size": 16, "seq_len": 8, 
 CARTPOLE_MODEL = {**SMALL_MODEL, "num_mixtures": 1, "termination_weight": 10.0}
 
 
+def pytest_configure(config):
+    # Registered here rather than in pyproject.toml; `pytest -m "not slow"` is the quick suite.
+    config.addinivalue_line(
+        "markers",
+        "slow: runs for more than about 5 s (full training loops, fuzzing, kill-and-resume, endurance)",
+    )
+
+
 @pytest.fixture(scope="session")
 def cartpole_dataset() -> genrl.RolloutDataset:
     """2000 random CartPole transitions, in memory."""

@@ -1,3 +1,4 @@
+import gymnasium as gym
 import numpy as np
 import pytest
 from gymnasium import spaces
@@ -6,7 +7,7 @@ from safetensors.torch import load_file, save_file
 from stable_baselines3.common.utils import LinearSchedule
 from stable_baselines3.common.vec_env import VecMonitor
 
-from genrl import DreamVecEnv, GenrlError, TrainConfig, WorldModelConfig
+from genrl import DreamVecEnv, FitConfig, GenrlError, TrainConfig, WorldModel, WorldModelConfig
 from genrl.training.agents import ALGORITHMS, agent_preset, load_policy, make_agent, save_policy
 from genrl.training.presets import available, find_env_preset, load_preset, preset_dirs
 
@@ -145,7 +146,10 @@ def test_env_presets_are_valid():
         assert find_env_preset(preset["id"])["id"] == preset["id"]
         # Every setting is one the loop and the world model know.
         cfg = TrainConfig.from_preset(preset)
-        WorldModelConfig.from_dict(cfg.world_model)
+        assert isinstance(cfg.world_model, WorldModelConfig) and isinstance(cfg.fit, FitConfig)
+        env = gym.make(cfg.env_id)  # and the model it describes can be built for that env
+        WorldModel(env.observation_space, env.action_space, cfg.world_model, cfg.fit, seed=0)
+        env.close()
         if "agent" in preset:
             assert agent_preset(preset["agent"])["algorithm"] in ALGORITHMS
     assert find_env_preset("NoSuchEnv-v9") is None

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 import genrl
-from genrl.anomaly.detector import AnomalyMonitor, SurpriseDetector, windowed_mean
+from genrl import AnomalyMonitor, GenrlError, SurpriseDetector
+from genrl.anomaly import windowed_mean
 from genrl.anomaly.faults import StuckSensor
-from genrl.errors import GenrlError
 
 
 @pytest.fixture(scope="module")
@@ -28,17 +28,15 @@ def calibrated(cartpole_model, fresh_cartpole) -> SurpriseDetector:
     return detector
 
 
-def held_out(model, dataset) -> dict:
+def held_out(model, dataset) -> genrl.Episode:
     return dataset.episodes[model.held_out_episodes(dataset)[0]]
 
 
 def test_surprise_is_the_models_nll_of_each_step(cartpole_model, cartpole_dataset):
     ep = held_out(cartpole_model, cartpole_dataset)
-    scores = SurpriseDetector(cartpole_model).score_episode(ep["obs"], ep["action"])
-    assert scores.shape == ep["action"].shape and scores.dtype == np.float64
-    nll = cartpole_model.predict_sequence(
-        torch.as_tensor(ep["obs"])[None], torch.as_tensor(ep["action"])[None]
-    )
+    scores = SurpriseDetector(cartpole_model).score_episode(ep.obs, ep.action)
+    assert scores.shape == ep.action.shape and scores.dtype == np.float64
+    nll = cartpole_model.predict_sequence(torch.as_tensor(ep.obs)[None], torch.as_tensor(ep.action)[None])
     np.testing.assert_allclose(scores, nll.nll[0].numpy(), rtol=1e-5, atol=1e-5)
 
 
@@ -47,7 +45,7 @@ def test_surprise_is_higher_on_shuffled_and_noisy_episodes(cartpole_model, fresh
     rng = np.random.default_rng(0)
     gaps_shuffled, gaps_noisy = [], []
     for ep in fresh_cartpole.episodes[:20]:
-        obs, act = ep["obs"], ep["action"]
+        obs, act = ep.obs, ep.action
         base = detector.score_episode(obs, act).mean()
         shuffled = np.concatenate([obs[:1], rng.permutation(obs[1:])])
         noisy = obs + rng.normal(0, 0.3, obs.shape).astype(np.float32) * obs.std(0)
@@ -60,9 +58,9 @@ def test_surprise_is_higher_on_shuffled_and_noisy_episodes(cartpole_model, fresh
 def test_surprise_of_a_flipped_action_is_higher(cartpole_model, fresh_cartpole):
     """The logged action disagrees with what the env did: the model must notice."""
     detector = SurpriseDetector(cartpole_model)
-    ep = max(fresh_cartpole.episodes, key=lambda e: len(e["action"]))
-    clean = detector.score_episode(ep["obs"], ep["action"])
-    flipped = detector.score_episode(ep["obs"], 1 - ep["action"])
+    ep = max(fresh_cartpole.episodes, key=lambda e: len(e.action))
+    clean = detector.score_episode(ep.obs, ep.action)
+    flipped = detector.score_episode(ep.obs, 1 - ep.action)
     assert np.median(flipped - clean) > 1
 
 
@@ -74,9 +72,7 @@ def test_dataset_scores_match_episode_scores(cartpole_model, fresh_cartpole):
     assert len({len(s) for s in batched}) > 1
     for i, scores in zip(chosen, batched, strict=True):
         ep = fresh_cartpole.episodes[i]
-        np.testing.assert_allclose(
-            scores, detector.score_episode(ep["obs"], ep["action"]), rtol=1e-5, atol=1e-4
-        )
+        np.testing.assert_allclose(scores, detector.score_episode(ep.obs, ep.action), rtol=1e-5, atol=1e-4)
 
 
 def test_statistic_is_the_mean_over_the_window():
@@ -88,7 +84,7 @@ def test_statistic_is_the_mean_over_the_window():
 
 def test_calibrate_reaches_the_target_rate_on_other_clean_episodes(calibrated, fresh_cartpole):
     assert calibrated.fpr == 0.05
-    calib = [calibrated.statistic(ep["obs"], ep["action"]) for ep in fresh_cartpole.episodes[0::2]]
+    calib = [calibrated.statistic(ep.obs, ep.action) for ep in fresh_cartpole.episodes[0::2]]
     # The threshold is the (1 - fpr) quantile of the full-window steps of the calibration episodes;
     # each earlier step has its own, so no position of an episode alarms more often than the rest.
     full = np.concatenate([stat[2:] for stat in calib])
@@ -101,9 +97,7 @@ def test_calibrate_reaches_the_target_rate_on_other_clean_episodes(calibrated, f
     assert calibrated.threshold_at(2) == calibrated.threshold_at(400) == calibrated.threshold
     # ...and generalises to clean episodes it never saw. The tiny model's surprise is heavy-tailed on
     # the rare states random CartPole visits, so halves of this size differ by up to ~3 points.
-    flags = np.concatenate(
-        [calibrated.is_anomaly(ep["obs"], ep["action"]) for ep in fresh_cartpole.episodes[1::2]]
-    )
+    flags = np.concatenate([calibrated.is_anomaly(ep.obs, ep.action) for ep in fresh_cartpole.episodes[1::2]])
     assert abs(flags.mean() - 0.05) < 0.03
 
 
@@ -124,7 +118,7 @@ def test_calibrate_uses_only_held_out_episodes(cartpole_model, cartpole_dataset)
 
 
 def _ep(dataset, i) -> dict:
-    return {"observations": dataset.episodes[i]["obs"], "actions": dataset.episodes[i]["action"]}
+    return {"observations": dataset.episodes[i].obs, "actions": dataset.episodes[i].action}
 
 
 def test_a_stuck_sensor_raises_the_alarm(calibrated):
@@ -211,8 +205,10 @@ def test_settings_round_trip_through_json(calibrated, cartpole_model):
     )
     with pytest.raises(GenrlError, match="expected start_thresholds: 2 finite numbers"):
         SurpriseDetector.from_dict(cartpole_model, {**data, "start_thresholds": [1.0]})
-    with pytest.raises(GenrlError, match="expected a finite threshold"):
+    with pytest.raises(GenrlError, match="detector threshold: expected a number, got 'high'"):
         SurpriseDetector.from_dict(cartpole_model, {**data, "threshold": "high"})
+    with pytest.raises(GenrlError, match="detector threshold: expected a number, got inf"):
+        SurpriseDetector.from_dict(cartpole_model, {**data, "threshold": float("inf")})
 
 
 def test_is_anomaly_requires_calibration(cartpole_model, cartpole_dataset):
@@ -245,11 +241,11 @@ def test_bad_settings_are_rejected(cartpole_model, cartpole_dataset):
     obs[1, 2] = np.nan
     with pytest.raises(GenrlError, match="expected finite observations"):
         SurpriseDetector(cartpole_model).score_episode(obs, [0, 1])
-    with pytest.raises(GenrlError, match="window: expected an integer >= 1, got 0"):
+    with pytest.raises(GenrlError, match="SurpriseDetector window: expected an integer >= 1, got 0"):
         SurpriseDetector(cartpole_model, window=0)
     with pytest.raises(GenrlError, match="expected a WorldModel, got str"):
         SurpriseDetector("model")
-    with pytest.raises(GenrlError, match=r"fpr: expected a false-positive rate in \(0, 1\), got 1.0"):
+    with pytest.raises(GenrlError, match="calibrate fpr: expected a number > 0 and < 1, got 1.0"):
         SurpriseDetector(cartpole_model).calibrate(cartpole_dataset, fpr=1.0)
     with pytest.raises(GenrlError, match="dataset"):
         SurpriseDetector(cartpole_model).calibrate(genrl.collect("Pendulum-v1", 10, seed=0, progress=False))

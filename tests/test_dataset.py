@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import os
 import pickle
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 from gymnasium import spaces
 
-from genrl import GenrlError, RolloutDataset
+from genrl import Episode, GenrlError, RolloutDataset
 from genrl.util.files import atomic_write
 
 OBS = spaces.Box(-np.inf, np.inf, (2,), np.float32)
@@ -53,12 +54,35 @@ def test_add_load_round_trip(tmp_path):
     assert len(loaded) == 2 and loaded.num_steps == 11
     assert loaded.observation_space == OBS and loaded.action_space == ACT
     for got, want in zip(loaded.episodes, episodes, strict=True):
-        assert set(got) == set(want)
+        assert isinstance(got, Episode)
+        assert set(got.arrays()) == set(want)
         for key in want:
-            np.testing.assert_array_equal(got[key], want[key])
-    assert loaded.episodes[0]["action"].dtype == np.int64
-    assert loaded.episodes[0]["obs"].dtype == np.float32
+            np.testing.assert_array_equal(got.arrays()[key], want[key])
+    assert loaded.episodes[0].action.dtype == np.int64
+    assert loaded.episodes[0].obs.dtype == np.float32
     np.testing.assert_array_equal(loaded.episode_returns(), [0 + 1 + 2 + 3, 7 * 100 + sum(range(7))])
+
+
+def test_episodes_are_frozen_records_and_add_appends_one(tmp_path):
+    ds = RolloutDataset(OBS, ACT, tmp_path)
+    ds.add(Episode(**_episode(2, 5, terminated=False)))
+    ds.add_episode(**_episode(3, 2))
+    ep = ds.episodes[0]
+    assert isinstance(ep, Episode) and ep.length == 5 and ep.obs.shape == (6, 2)
+    assert ep.episode_return == pytest.approx(5 * 200 + sum(range(5)))
+    assert list(ep.arrays()) == ["obs", "action", "reward", "terminated", "truncated"]
+    assert ep.truncated[-1] and not ep.terminated.any()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        ep.obs = np.zeros((6, 2))
+    # add() validates and writes like add_episode().
+    loaded = RolloutDataset.load(tmp_path)
+    assert [e.length for e in loaded.episodes] == [5, 2]
+    np.testing.assert_array_equal(loaded.episodes[0].obs, ep.obs)
+    with pytest.raises(GenrlError, match="expected obs of shape"):
+        ds.add(Episode(**{**_episode(4, 3), "obs": np.zeros((4, 3))}))
+    with pytest.raises(GenrlError, match="add: expected an Episode, got dict"):
+        ds.add(_episode(4, 3))
+    assert len(ds) == 2
 
 
 def test_appending_to_a_loaded_dataset_continues_numbering(tmp_path):
@@ -75,8 +99,8 @@ def test_continuous_actions_round_trip(tmp_path):
     action = np.array([[0.5], [-1.5]], dtype=np.float64)
     ds.add_episode(np.zeros((3, 2)), action, np.zeros(2), np.array([False, True]), np.zeros(2, bool))
     loaded = RolloutDataset.load(tmp_path)
-    assert loaded.episodes[0]["action"].dtype == np.float32
-    np.testing.assert_allclose(loaded.episodes[0]["action"], action)
+    assert loaded.episodes[0].action.dtype == np.float32
+    np.testing.assert_allclose(loaded.episodes[0].action, action)
 
 
 def test_dataset_json_describes_the_schema(tmp_path):
@@ -295,7 +319,7 @@ def test_sample_sequences_shapes(indexed_dataset, rng):
 
 def test_sample_sequences_follow_stored_episodes(indexed_dataset, rng):
     batch = indexed_dataset.sample_sequences(500, 4, rng)
-    lengths = [len(ep["reward"]) for ep in indexed_dataset.episodes]
+    lengths = [len(ep.reward) for ep in indexed_dataset.episodes]
     starts_seen = set()
     for b in range(500):
         ep_id, start = int(batch["obs"][b, 0, 0]), int(batch["obs"][b, 0, 1])
@@ -308,11 +332,11 @@ def test_sample_sequences_follow_stored_episodes(indexed_dataset, rng):
         for k in range(valid):
             t = start + k
             # obs[t+1] follows action[t] within the same stored episode.
-            np.testing.assert_array_equal(batch["obs"][b, k], stored["obs"][t])
-            np.testing.assert_array_equal(batch["obs"][b, k + 1], stored["obs"][t + 1])
-            assert batch["action"][b, k] == stored["action"][t]
-            assert batch["reward"][b, k] == stored["reward"][t]
-            assert batch["terminated"][b, k] == stored["terminated"][t]
+            np.testing.assert_array_equal(batch["obs"][b, k], stored.obs[t])
+            np.testing.assert_array_equal(batch["obs"][b, k + 1], stored.obs[t + 1])
+            assert batch["action"][b, k] == stored.action[t]
+            assert batch["reward"][b, k] == stored.reward[t]
+            assert batch["terminated"][b, k] == stored.terminated[t]
         # Padding never leaks into another episode.
         assert np.all(batch["obs"][b, :, 0] == ep_id)
     # Every transition can start a window; nothing else can.

@@ -42,16 +42,17 @@ def _weights_hash(model: WorldModel) -> str:
 
 
 def _dataset_hash(dataset: RolloutDataset) -> str:
-    return _hash(*(ep[key] for ep in dataset.episodes for key in sorted(ep)))
+    return _hash(*(array for ep in dataset.episodes for _, array in sorted(ep.arrays().items())))
 
 
 def _assert_same_datasets(a: RolloutDataset, b: RolloutDataset) -> None:
     assert len(a) == len(b) and a.num_steps == b.num_steps
     for ea, eb in zip(a.episodes, b.episodes, strict=True):
-        assert ea.keys() == eb.keys()
-        for key in ea:
-            assert ea[key].dtype == eb[key].dtype, key
-            np.testing.assert_array_equal(ea[key], eb[key], err_msg=key)
+        arrays_a, arrays_b = ea.arrays(), eb.arrays()
+        assert arrays_a.keys() == arrays_b.keys()
+        for key in arrays_a:
+            assert arrays_a[key].dtype == arrays_b[key].dtype, key
+            np.testing.assert_array_equal(arrays_a[key], arrays_b[key], err_msg=key)
 
 
 def _assert_same_weights(a: WorldModel, b: WorldModel) -> None:
@@ -146,8 +147,10 @@ def _model(data: RolloutDataset, **overrides) -> WorldModel:
     return WorldModel(data.observation_space, data.action_space, **{**TINY, **overrides})
 
 
-def test_same_config_seed_fits_bit_identical_weights(data):
-    torch.manual_seed(123)  # torch's global generator must not matter: the config's seed decides
+@pytest.mark.parametrize("which", ["discrete", "box"])
+def test_same_config_seed_fits_bit_identical_weights(which, data, pendulum_dataset):
+    data = data if which == "discrete" else pendulum_dataset
+    torch.manual_seed(123)  # torch's global generator must not matter: the model's seed decides
     a = _model(data)
     a.fit(data, FIT_STEPS, progress=False)
     torch.manual_seed(456)
@@ -157,8 +160,12 @@ def test_same_config_seed_fits_bit_identical_weights(data):
     other = _model(data, seed=2)
     other.fit(data, FIT_STEPS, progress=False)
     assert _weights_hash(other) != _weights_hash(a)
+    # The seed reaches the dynamics too, not only the encoder.
+    name = "dynamics.rnn.weight_hh_l0"
+    assert not torch.equal(a.state_dict()[name], other.state_dict()[name])
 
 
+@pytest.mark.slow  # two fresh interpreters
 def test_fit_and_dream_are_identical_in_fresh_processes():
     here = Path(__file__).parent
     code = (
@@ -185,7 +192,7 @@ def test_fit_and_dream_are_identical_in_fresh_processes():
 def _optimizer_state_bytes(model: WorldModel) -> bytes:
     # Serialised at once, as a checkpoint is: the live state dict would keep changing with training.
     buffer = io.BytesIO()
-    torch.save(model.optimizer_state_dict(), buffer)
+    torch.save(model.trainer.state_dict(), buffer)
     return buffer.getvalue()
 
 
@@ -201,14 +208,14 @@ def test_resumed_fit_matches_an_uninterrupted_one(data, tmp_path):
     optimizer_state = _optimizer_state_bytes(before)
     del before
 
-    resumed = WorldModel.load(tmp_path / "model")
-    resumed.load_optimizer_state_dict(torch.load(io.BytesIO(optimizer_state), weights_only=True))
+    resumed = WorldModel.load(tmp_path / "model", device="cpu")
+    resumed.trainer.load_state_dict(torch.load(io.BytesIO(optimizer_state), weights_only=True))
     resumed.fit(data, half, progress=False)
     assert int(resumed.trained_steps) == FIT_STEPS
     _assert_same_weights(resumed, uninterrupted)
 
     # The optimizer's state is what makes it exact: without it, Adam restarts its moments.
-    no_optimizer = WorldModel.load(tmp_path / "model")
+    no_optimizer = WorldModel.load(tmp_path / "model", device="cpu")
     no_optimizer.fit(data, half, progress=False)
     assert _weights_hash(no_optimizer) != _weights_hash(uninterrupted)
 
@@ -220,6 +227,21 @@ def test_one_fit_call_matches_the_same_steps_split_over_two(data):
     single = _model(data)
     single.fit(data, FIT_STEPS, progress=False)
     _assert_same_weights(single, split)
+
+
+def test_a_drawn_evaluation_seed_is_recorded_and_reproduces_the_report(cartpole_model, cartpole_dataset):
+    def evaluate(seed):
+        return genrl.evaluate(cartpole_model, cartpole_dataset, horizon=5, max_windows=200, seed=seed)
+
+    # seed=None draws a seed, and records it; the same seed, given, gives the same report.
+    drawn = [evaluate(None) for _ in range(2)]
+    seeds = [report.data["seed"] for report in drawn]
+    assert all(isinstance(seed, int) for seed in seeds) and seeds[0] != seeds[1]
+    again = evaluate(seeds[0])
+    assert again.data["seed"] == seeds[0]
+    np.testing.assert_equal(again.scalars, drawn[0].scalars)  # NaN-aware: exact, entry by entry
+    np.testing.assert_equal(again.curves, drawn[0].curves)
+    assert evaluate(3).data["seed"] == 3
 
 
 # ---- dreams -------------------------------------------------------------------------------------
@@ -278,10 +300,16 @@ def _assert_same_trajectory(a: list, b: list) -> None:
 
 
 @pytest.mark.parametrize("with_dataset", [False, True], ids=["model-start-states", "dataset-start-states"])
-def test_dream_env_seeded_reset_reproduces_the_trajectory(cartpole_model, cartpole_dataset, with_dataset):
-    dataset = cartpole_dataset if with_dataset else None
-    actions = list(np.random.default_rng(0).integers(0, 2, 60))
-    env = DreamEnv(cartpole_model, dataset, horizon=60, temperature=1.0)
+@pytest.mark.parametrize("env_name", ["cartpole", "pendulum"])
+def test_dream_env_seeded_reset_reproduces_the_trajectory(request, env_name, with_dataset):
+    model = request.getfixturevalue(f"{env_name}_model")
+    dataset = request.getfixturevalue(f"{env_name}_dataset") if with_dataset else None
+    rng = np.random.default_rng(0)
+    if model.actions.discrete:
+        actions = list(rng.integers(0, 2, 60))
+    else:
+        actions = list(rng.uniform(-2, 2, (60, 1)).astype(np.float32))
+    env = DreamEnv(model, dataset, horizon=60, temperature=1.0)
     first = _trajectory(env, actions, seed=21)
     assert len(first) > 3
     # Other episodes in between, seeded and not, partly stepped, do not change what seed 21 gives.
@@ -290,12 +318,15 @@ def test_dream_env_seeded_reset_reproduces_the_trajectory(cartpole_model, cartpo
     env.reset()
     _assert_same_trajectory(first, _trajectory(env, actions, seed=21))
     # Nor does a fresh instance, or one that ran other dreams first.
-    fresh = DreamEnv(cartpole_model, dataset, horizon=60, temperature=1.0)
+    fresh = DreamEnv(model, dataset, horizon=60, temperature=1.0)
     _trajectory(fresh, actions, seed=99)
     _assert_same_trajectory(first, _trajectory(fresh, actions, seed=21))
+    # Another seed gives another dream.
+    other = _trajectory(env, actions, seed=22)
+    assert not all(np.array_equal(x[0], y[0]) for x, y in zip(first[1:], other[1:], strict=False))
     # Unseeded resets continue the stream seeded last: they repeat too.
     env.reset(seed=21)
-    again = DreamEnv(cartpole_model, dataset, horizon=60, temperature=1.0)
+    again = DreamEnv(model, dataset, horizon=60, temperature=1.0)
     again.reset(seed=21)
     _assert_same_trajectory(_trajectory(env, actions, seed=None), _trajectory(again, actions, seed=None))
 

@@ -31,6 +31,7 @@ def resident_bytes() -> int:
     return int(STATM.read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not STATM.exists(), reason="reads resident memory from /proc (Linux)")
 def test_a_million_dream_steps_keep_memory_flat(cartpole_model, cartpole_dataset):
     venv = DreamVecEnv(cartpole_model, N_ENVS, cartpole_dataset, horizon=200, device="cpu", seed=0)

@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pytest
 from gymnasium import spaces
@@ -19,7 +21,7 @@ def balance(obs: np.ndarray) -> np.ndarray:
 @pytest.fixture(scope="module")
 def report(cartpole_model, cartpole_dataset):
     return genrl.evaluate(
-        cartpole_model, cartpole_dataset, balance, env="CartPole-v1", episodes=4, horizon=20
+        cartpole_model, cartpole_dataset, balance, env="CartPole-v1", episodes=4, horizon=20, seed=0
     )
 
 
@@ -27,8 +29,9 @@ def test_report_uses_held_out_episodes_only(report, cartpole_model, cartpole_dat
     held = cartpole_model.held_out_episodes(cartpole_dataset)
     assert report.data["dataset_held_out_episodes"] == len(held) == len(cartpole_dataset) // 10
     assert report.data["fresh_episodes"] == 4
+    assert report.data["seed"] == 0
     assert report.data["episodes"] == len(held) + 4
-    held_steps = sum(len(cartpole_dataset.episodes[i]["action"]) for i in held)
+    held_steps = sum(len(cartpole_dataset.episodes[i].action) for i in held)
     assert report.data["steps"] == held_steps + 4 * 500  # the controller balances for all 500 steps
     training_only = cartpole_dataset.subset([i for i in range(len(cartpole_dataset)) if i not in held])
     with pytest.raises(
@@ -79,13 +82,13 @@ def test_realism_critic_tells_apart_only_what_differs():
     rng = np.random.default_rng(0)
     real = rng.normal(size=(400, 6))
     groups = np.repeat(np.arange(20), 20)
-    same = realism_critic(real, rng.normal(size=(400, 6)), groups)
-    shifted = realism_critic(real, rng.normal(size=(400, 6)) + 1.5, groups)
+    same = realism_critic(real, rng.normal(size=(400, 6)), groups, seed=0)
+    shifted = realism_critic(real, rng.normal(size=(400, 6)) + 1.5, groups, seed=0)
     assert abs(same.accuracy - 0.5) < 0.1
     assert shifted.accuracy > 0.85
     assert same.train_pairs + same.test_pairs == 400
     with pytest.raises(GenrlError, match="at least 2 episodes"):
-        realism_critic(real, real, np.zeros(400))
+        realism_critic(real, real, np.zeros(400), seed=0)
 
 
 def test_linear_baseline_recovers_linear_dynamics():
@@ -105,11 +108,9 @@ def test_linear_baseline_recovers_linear_dynamics():
         )  # fmt: skip
     ep = data.episodes[0]
     linear = LinearDynamics(obs_space, act_space, ridge=0.0).fit(data)
-    pred = linear.rollout(ep["obs"][:1], ep["action"][None, :10])
-    np.testing.assert_allclose(pred[0], ep["obs"][1:11], atol=1e-3)
-    np.testing.assert_array_equal(
-        RepeatLast().rollout(ep["obs"][:1], ep["action"][None, :3])[0], ep["obs"][[0, 0, 0]]
-    )
+    pred = linear.rollout(ep.obs[:1], ep.action[None, :10])
+    np.testing.assert_allclose(pred[0], ep.obs[1:11], atol=1e-3)
+    np.testing.assert_array_equal(RepeatLast().rollout(ep.obs[:1], ep.action[None, :3])[0], ep.obs[[0, 0, 0]])
 
 
 def test_write_report_files_and_tensorboard(report, tmp_path):
@@ -127,7 +128,7 @@ def test_write_report_files_and_tensorboard(report, tmp_path):
     for name in ("open_loop", "open_loop_dims", "open_loop_example", "dream_gap"):
         png = tmp_path / "eval" / f"{name}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"({name}.png)" in text
-    saved = genrl.util.files.read_json(tmp_path / "eval" / "report.json", "a report")
+    saved = json.loads((tmp_path / "eval" / "report.json").read_text())
     assert saved["scalars"]["reward/mae"] == pytest.approx(report.scalars["reward/mae"])
     # Every number of the report is in TensorBoard.
     events = EventAccumulator(str(tmp_path / "tb"), size_guidance={"scalars": 0, "images": 0}).Reload()

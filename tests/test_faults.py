@@ -6,8 +6,8 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
+from genrl import GenrlError
 from genrl.anomaly.faults import ActionCorruption, ChangedPhysics, SensorNoise, StuckSensor
-from genrl.errors import GenrlError
 
 ACTIONS = [0, 1, 1, 0, 1, 0, 0, 1, 1, 1, 0, 0]  # CartPole survives these from the seeds below
 
@@ -138,15 +138,21 @@ def test_action_corruption_with_discrete_never_sends_the_same_action():
     [
         (lambda e: SensorNoise(e, std=-1.0), "std: expected finite numbers >= 0"),
         (lambda e: SensorNoise(e, std=[0.1, 0.2, 0.3]), "expected a number or 4 numbers"),
-        (lambda e: SensorNoise(e, std=0.1, dims=[4]), "dims: expected an integer in [0, 4)"),
+        (
+            lambda e: SensorNoise(e, std=0.1, dims=[4]),
+            "SensorNoise dims: expected an integer from 0 to 3, got 4",
+        ),
         (lambda e: SensorNoise(e, std=0.1, onset=-1), "onset: expected an integer >= 0, got -1"),
         (lambda e: SensorNoise(e, std=0.1, seed=1.5), "seed: expected an integer >= 0, got 1.5"),
-        (lambda e: StuckSensor(e, dim=7), "StuckSensor dim: expected an integer in [0, 4), got 7"),
+        (lambda e: StuckSensor(e, dim=7), "StuckSensor dim: expected an integer from 0 to 3, got 7"),
         (lambda e: StuckSensor(e, dim=0, onset=True), "onset: expected an integer >= 0, got True"),
         (lambda e: ChangedPhysics(e), "expected at least one attribute"),
         (lambda e: ChangedPhysics(e, pole_colour=3), "got unknown ['pole_colour']"),
         (lambda e: ChangedPhysics(e, length=float("nan")), "length: expected a finite number"),
-        (lambda e: ActionCorruption(e, p=1.5), "p: expected a probability in [0, 1], got 1.5"),
+        (
+            lambda e: ActionCorruption(e, p=1.5),
+            "ActionCorruption p: expected a number >= 0 and <= 1, got 1.5",
+        ),
     ],
 )
 def test_faults_validate_arguments(make, message):

@@ -49,7 +49,8 @@ import torch
 import yaml
 from conftest import FUZZ_STATS
 from gymnasium import spaces
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, given, settings
+from hypothesis import Phase as HypothesisPhase
 from hypothesis import strategies as st
 from stable_baselines3 import DQN, PPO
 
@@ -57,10 +58,12 @@ import genrl
 from genrl import GenrlError, RolloutDataset, WorldModel
 from genrl.data.dataset import KEYS
 from genrl.training.agents import load_policy, save_policy
-from genrl.training.checkpoint import Checkpoint, CheckpointStore, read_checkpoint
+from genrl.training.checkpoint import Checkpoint, CheckpointStore, Phase, read_checkpoint
 from genrl.training.presets import load_preset
 from genrl.util.files import read_json
 from genrl.util.spaces import check_supported, space_from_json, space_to_json, spaces_equal
+
+pytestmark = pytest.mark.slow  # about 10,000 mutated files in all
 
 TARGET = 1150  # mutated files per loader and run
 # Longer campaigns, off CI: GENRL_FUZZ_SCALE=10 multiplies every target; GENRL_FUZZ_SEED=N draws
@@ -144,13 +147,13 @@ def _resave_torch(path: Path) -> None:
     path.write_bytes(buf.getvalue())
 
 
-def _payloads(episode: dict[str, np.ndarray]) -> dict[str, bytes]:
+def _payloads(episode: genrl.Episode) -> dict[str, bytes]:
     """Malicious files, each creating ``$GENRL_FUZZ_MARKERS/<its name>`` if anything ever unpickles it."""
 
     def touch(name: str) -> _Payload:
         return _Payload(os.system, f'touch "${MARKERS_VAR}/{name}"')
 
-    real = [(f"{key}.npy", _npy(value)) for key, value in episode.items() if key != "obs"]
+    real = [(f"{key}.npy", _npy(value)) for key, value in episode.arrays().items() if key != "obs"]
     return {
         "pickle_os_system": pickle.dumps(touch("pickle_os_system"), protocol=2),
         "pickle_exec": pickle.dumps(
@@ -184,7 +187,13 @@ def corpus(tmp_path_factory) -> Iterator[Corpus]:
     assert len(dataset) >= 2
     torch.manual_seed(0)
     model = WorldModel(
-        dataset.observation_space, dataset.action_space, latent_dim=4, hidden_dim=8, rnn_dim=8, num_mixtures=2
+        dataset.observation_space,
+        dataset.action_space,
+        latent_dim=4,
+        hidden_dim=8,
+        rnn_dim=8,
+        num_mixtures=2,
+        seed=0,  # the same weights (and model.json) on every run
     )
     model.set_start_states(dataset.start_states())
     model.save(root / "model")
@@ -210,7 +219,7 @@ def corpus(tmp_path_factory) -> Iterator[Corpus]:
     )
     dqn.learn(24)
     checkpoint = CheckpointStore(root / "checkpoints").save(
-        0, "fitted", model, dqn, episodes=len(dataset), real_steps=40, elapsed_s=1.0, history=[]
+        0, Phase.FITTED, model, dqn, episodes=len(dataset), real_steps=40, elapsed_s=1.0, history=[]
     )
     restore_agent = DQN(
         "MlpPolicy", gym.make("CartPole-v1"), buffer_size=64, policy_kwargs={"net_arch": [8]}, device="cpu"
@@ -233,7 +242,7 @@ def corpus(tmp_path_factory) -> Iterator[Corpus]:
         policy_shapes={k: tuple(v.shape) for k, v in agent.policy.state_dict().items()},
         markers=markers,
         checkpoint=checkpoint,
-        restore_model=WorldModel(dataset.observation_space, dataset.action_space, model.config),
+        restore_model=WorldModel(dataset.observation_space, dataset.action_space, model.config, seed=0),
         restore_agent=restore_agent,
         dqn_shapes={k: tuple(v.shape) for k, v in restore_agent.policy.state_dict().items()},
     )
@@ -581,21 +590,21 @@ def _check_dataset(c: Corpus, ds: Any) -> None:
     assert len(ds) == len(c.episodes)
     discrete = isinstance(ds.action_space, spaces.Discrete)
     for ep in ds.episodes:
-        assert set(ep) == set(KEYS)
-        steps = len(ep["reward"])
+        assert isinstance(ep, genrl.Episode) and set(ep.arrays()) == set(KEYS)
+        steps = len(ep.reward)
         assert steps >= 1
-        assert ep["obs"].dtype == np.float32 and ep["obs"].shape == (steps + 1, *ds.observation_space.shape)
+        assert ep.obs.dtype == np.float32 and ep.obs.shape == (steps + 1, *ds.observation_space.shape)
         act_shape = (steps,) if discrete else (steps, *ds.action_space.shape)
-        assert (
-            ep["action"].dtype == (np.int64 if discrete else np.float32) and ep["action"].shape == act_shape
-        )
+        assert ep.action.dtype == (np.int64 if discrete else np.float32) and ep.action.shape == act_shape
         if discrete:
-            assert all(ds.action_space.contains(int(a)) for a in ep["action"])
-        assert ep["reward"].dtype == np.float32 and ep["reward"].shape == (steps,)
+            assert all(ds.action_space.contains(int(a)) for a in ep.action)
+        assert ep.reward.dtype == np.float32 and ep.reward.shape == (steps,)
+        arrays = ep.arrays()
         for key in ("obs", "action", "reward"):
-            assert np.all(np.isfinite(ep[key])), key
+            assert np.all(np.isfinite(arrays[key])), key
         for key in ("terminated", "truncated"):
-            assert ep[key].dtype == bool and ep[key].shape == (steps,) and not ep[key][:-1].any()
+            flags = arrays[key]
+            assert flags.dtype == bool and flags.shape == (steps,) and not flags[:-1].any()
 
 
 def _check_tensors(state: dict[str, torch.Tensor], shapes: dict[str, tuple[int, ...]]) -> None:
@@ -784,7 +793,7 @@ LOADERS = [
         _check_policy,
     ),
     Loader(
-        "fileio.read_json",
+        "files.read_json",
         "json",
         lambda c: [(c.dataset / "dataset.json").read_bytes(), (c.model / "model.json").read_bytes()],
         _no_work,
@@ -815,7 +824,7 @@ LOADERS = [
         _check_checkpoint,
     ),
     # Longer campaigns (GENRL_FUZZ_SCALE=5 GENRL_FUZZ_SEED=2) find two more crashes here: an
-    # AttributeError from torch's Optimizer.load_state_dict that WorldModel.load_optimizer_state_dict
+    # AttributeError from torch's Optimizer.load_state_dict that the model's trainer.load_state_dict
     # lets through, and SB3's multi-line load_state_dict error inside _restore_agent's GenrlError.
     Loader(
         "Checkpoint.restore/model_optimizer.pt",
@@ -967,7 +976,7 @@ def test_fuzz_loader(loader: Loader, corpus: Corpus, tmp_path: Path) -> None:
         deadline=None,
         database=None,
         derandomize=SEED is None,
-        phases=[Phase.generate],  # crashes are collected, never raised: nothing to shrink
+        phases=[HypothesisPhase.generate],  # crashes are collected, never raised: nothing to shrink
         suppress_health_check=list(HealthCheck),
     )
     @given(data=mutated(seeds, list(corpus.payloads.values()), loader.kind))

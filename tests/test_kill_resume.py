@@ -19,15 +19,8 @@ PRESET = {
     "id": "CartPole-v1",
     "agent": {"algorithm": "ppo", "hyperparameters": {"n_steps": 32, "batch_size": 64, "n_epochs": 2}},
     "collect": {"initial_steps": 300, "steps_per_iteration": 200},
-    "world_model": {
-        "hidden_dim": 32,
-        "rnn_dim": 32,
-        "batch_size": 16,
-        "seq_len": 16,
-        "open_loop_steps": 4,
-        "fit_steps": 60,
-        "refit_steps": 40,
-    },
+    "world_model": {"hidden_dim": 32, "rnn_dim": 32},
+    "fit": {"steps": 60, "refit_steps": 40, "batch_size": 16, "seq_len": 16, "open_loop_steps": 4},
     "dream": {"n_envs": 8, "horizon": 50},
     "train": {"iterations": 3, "dream_steps": 512, "eval_episodes": 2},
 }
@@ -79,6 +72,7 @@ def clean_run(preset, tmp_path_factory):
     return run_dir, time.monotonic() - start
 
 
+@pytest.mark.slow
 def test_kill_minus_nine_at_random_moments_then_resume(preset, clean_run, tmp_path):
     """Chains of kill, resume, kill...; each chain ends in a finished run equal to the clean one."""
     clean_dir, working_seconds = clean_run
@@ -102,11 +96,12 @@ def test_kill_minus_nine_at_random_moments_then_resume(preset, clean_run, tmp_pa
             assert len(names) <= 3
             where.append(names[-1] if names else "no checkpoint yet")
         resumed = _episodes(run_dir)
-        assert sum(len(ep["reward"]) for ep in resumed) == 300 + 2 * 200
+        assert sum(len(ep.reward) for ep in resumed) == 300 + 2 * 200
         assert len(resumed) == len(clean)
         for a, b in zip(clean, resumed, strict=True):
-            for key in a:
-                np.testing.assert_array_equal(a[key], b[key])
+            arrays_a, arrays_b = a.arrays(), b.arrays()
+            for key in arrays_a:
+                np.testing.assert_array_equal(arrays_a[key], arrays_b[key], err_msg=key)
         assert len(CheckpointStore(run_dir / "checkpoints").names()) == 2
         assert not list((run_dir / "checkpoints").glob(".tmp-*"))
         assert not list(run_dir.rglob(".*.tmp"))

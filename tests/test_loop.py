@@ -2,15 +2,18 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import genrl
-from genrl import GenrlError, RolloutDataset, WorldModel
+from genrl import FitConfig, GenrlError, RolloutDataset, TrainConfig, WorldModel, WorldModelConfig
 from genrl.training.agents import agent_preset, load_policy, make_agent
-from genrl.training.loop import TrainConfig, _steps_to_collect, resolve_config
+from genrl.training.config import CollectSettings, DreamSettings, LoopSettings, resolve_config
+from genrl.training.loop import steps_to_collect
 from genrl.training.presets import load_preset
 
 
+# The tests that use it are marked slow: the run takes about 10 s.
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("run")
@@ -29,11 +32,14 @@ def run(tmp_path_factory):
         eval_episodes=3,
         n_envs=16,
         horizon=100,
-        world_model={"hidden_dim": 32, "rnn_dim": 32},
+        # The VAE, explicitly: the cartpole preset's identity encoder has no reconstruction loss,
+        # and every head's loss is logged below.
+        world_model={"encoder": "vae", "hidden_dim": 32, "rnn_dim": 32},
     )
     return run_dir, result
 
 
+@pytest.mark.slow
 def test_history_and_real_steps(run):
     _, result = run
     assert len(result.history) == 2
@@ -51,6 +57,7 @@ def test_history_and_real_steps(run):
     assert result.agent.num_timesteps >= 2 * 2048
 
 
+@pytest.mark.slow
 def test_run_folder_contents(run):
     run_dir, result = run
     for name in (
@@ -73,7 +80,7 @@ def test_run_folder_contents(run):
     # Everything saved loads back and is what the run used.
     data = RolloutDataset.load(run_dir / "data")
     assert data.num_steps == 500
-    model = WorldModel.load(run_dir / "model")
+    model = WorldModel.load(run_dir / "model", device="cpu")
     assert model.config.hidden_dim == 32 and int(model.trained_steps) == 150
     agent = make_agent(agent_preset("ppo"), genrl.DreamVecEnv(model, 16, device="cpu", seed=0), seed=1)
     load_policy(agent, run_dir / "policy.safetensors")
@@ -83,6 +90,7 @@ def test_run_folder_contents(run):
     )
 
 
+@pytest.mark.slow
 def test_tensorboard_tags(run):
     run_dir, _ = run
     tags: set[str] = set()
@@ -101,6 +109,7 @@ def test_tensorboard_tags(run):
     assert any(tag.startswith("train/") for tag in tags), "SB3's own scalars land in the same folder"
 
 
+@pytest.mark.slow
 def test_tensorboard_eval_values_match_history(run):
     run_dir, result = run
     values = {}
@@ -120,16 +129,21 @@ def test_config_resolution():
     assert isinstance(cfg, TrainConfig)
     assert cfg.env_id == preset["id"] == "CartPole-v1" and cfg.seed == 3
     # None overrides leave the preset's value.
-    assert cfg.horizon == preset.get("dream", {}).get("horizon", TrainConfig.horizon)
+    assert cfg.dream.horizon == preset.get("dream", {}).get("horizon", DreamSettings().horizon)
     assert resolve_config("CartPole-v1") == resolve_config("cartpole")  # an id finds its preset
     plain = resolve_config("MountainCar-v0", iterations=1)  # an id without a preset: defaults
-    assert (plain.env_id, plain.iterations, plain.horizon) == ("MountainCar-v0", 1, TrainConfig.horizon)
+    assert (plain.env_id, plain.train.iterations, plain.dream.horizon) == (
+        "MountainCar-v0",
+        1,
+        DreamSettings().horizon,
+    )
     with pytest.raises(GenrlError, match="unknown environment 'NoSuchEnv-v0'"):
         resolve_config("NoSuchEnv-v0")
     with pytest.raises(GenrlError, match=r"unknown training settings \['horizn'\]"):
         resolve_config("cartpole", horizn=3)
 
 
+@pytest.mark.slow
 def test_refuses_a_run_folder_with_other_settings(run):
     run_dir, result = run
     before = RolloutDataset.load(run_dir / "data").num_steps
@@ -141,17 +155,80 @@ def test_refuses_a_run_folder_with_other_settings(run):
 
 
 def test_collect_fraction_makes_a_geometric_schedule():
-    cfg = TrainConfig(env_id="CartPole-v1", initial_steps=100, steps_per_iteration=10, collect_fraction=0.1)
+    cfg = TrainConfig.from_dict(
+        {"env_id": "CartPole-v1"}, initial_steps=100, steps_per_iteration=10, collect_fraction=0.1
+    )
     totals = [0]
     for it in range(5):
-        totals.append(totals[-1] + _steps_to_collect(cfg, it, totals[-1]))
+        totals.append(totals[-1] + steps_to_collect(cfg, it, totals[-1]))
     assert totals[1:] == [100, 110, 121, 134, 148]
     # Each evaluation after the first comes at most 10% (plus rounding up) after the one before.
     assert all(later <= 1.1 * earlier + 1 for earlier, later in zip(totals[1:-1], totals[2:], strict=True))
-    assert _steps_to_collect(TrainConfig(env_id="CartPole-v1", steps_per_iteration=10), 3, 1000) == 10
+    plain = TrainConfig.from_dict({"env_id": "CartPole-v1", "collect": {"steps_per_iteration": 10}})
+    assert steps_to_collect(plain, 3, 1000) == 10
 
 
-@pytest.mark.parametrize("fraction", [-0.1, "a lot", 11, True])
-def test_collect_fraction_is_checked(fraction):
-    with pytest.raises(GenrlError, match="collect_fraction: expected a number from 0 to 10"):
-        TrainConfig(env_id="CartPole-v1", collect_fraction=fraction)
+@pytest.mark.parametrize(
+    "fraction, given", [(-0.1, "-0.1"), ("a lot", "'a lot'"), (11, "11"), (True, "True")]
+)
+def test_collect_fraction_is_checked(fraction, given):
+    message = f"^collect_fraction: expected a number >= 0 and <= 10, got {given}$"
+    with pytest.raises(GenrlError, match=message):
+        TrainConfig.from_dict({"env_id": "CartPole-v1"}, collect_fraction=fraction)
+    with pytest.raises(GenrlError, match=message):
+        TrainConfig(env_id="CartPole-v1", collect=CollectSettings(collect_fraction=fraction))
+
+
+def test_train_config_is_nested_and_reads_flat_names_and_sections_alike():
+    flat = TrainConfig.from_dict(
+        {"env_id": "CartPole-v1"},
+        iterations=3,
+        fit_steps=100,
+        horizon=40,
+        epsilon=0.1,
+        world_model={"hidden_dim": 16, "batch_size": 8},  # a 0.1.0 world_model may hold fit settings
+    )
+    nested = TrainConfig.from_dict(
+        {"env_id": "CartPole-v1"},
+        train={"iterations": 3},
+        fit={"steps": 100, "batch_size": 8},
+        dream={"horizon": 40},
+        collect={"epsilon": 0.1},
+        world_model={"hidden_dim": 16},
+    )
+    assert flat == nested
+    assert isinstance(flat.collect, CollectSettings) and isinstance(flat.train, LoopSettings)
+    assert isinstance(flat.world_model, WorldModelConfig) and isinstance(flat.fit, FitConfig)
+    assert (flat.train.iterations, flat.fit.steps, flat.dream.horizon) == (3, 100, 40)
+    assert (flat.collect.epsilon, flat.world_model.hidden_dim, flat.fit.batch_size) == (0.1, 16, 8)
+    # Frozen; replace() takes the same names and leaves the rest.
+    with pytest.raises(AttributeError):
+        flat.seed = 1
+    longer = flat.replace(iterations=8, dream={"temperature": 0.5})
+    assert (longer.train.iterations, longer.dream.temperature, longer.dream.horizon) == (8, 0.5, 40)
+    assert flat.train.iterations == 3
+    # to_dict() is the nested JSON form, and reads back.
+    data = json.loads(json.dumps(flat.to_dict()))
+    assert data["dream"]["horizon"] == 40 and data["fit"]["steps"] == 100 and "horizon" not in data
+    assert TrainConfig.from_dict(data) == flat
+    with pytest.raises(TypeError):
+        TrainConfig(env_id="CartPole-v1", initial_steps=100)  # flat keywords: through from_dict
+    with pytest.raises(GenrlError, match=r"unknown training settings \['horizn'\]"):
+        TrainConfig.from_dict({"env_id": "CartPole-v1"}, horizn=3)
+
+
+@pytest.mark.slow
+def test_a_finished_run_loads_back(run):
+    run_dir, result = run
+    assert isinstance(result.config, TrainConfig)
+    assert (result.config.seed, result.config.train.iterations, result.config.dream.horizon) == (0, 2, 100)
+    loaded = genrl.load_run(run_dir, device="cpu")
+    assert loaded.config == result.config
+    assert loaded.history == json.loads(json.dumps(result.history))
+    assert loaded.dataset.num_steps == result.dataset.num_steps == 500
+    for name, value in result.model.state_dict().items():
+        assert torch.equal(loaded.model.state_dict()[name], value.cpu()), name
+    obs = loaded.dataset.all_states()[:64]
+    np.testing.assert_array_equal(
+        loaded.agent.predict(obs, deterministic=True)[0], result.agent.predict(obs, deterministic=True)[0]
+    )

@@ -6,7 +6,7 @@ import pytest
 import torch
 from gymnasium import spaces
 
-from genrl.errors import GenrlError
+from genrl import GenrlError
 from genrl.util.spaces import ActionCodec, check_supported, space_from_json, space_to_json, spaces_equal
 
 
@@ -146,11 +146,16 @@ def test_check_discrete_accepts_integers():
         assert int(checked) == int(np.asarray(action).reshape(()))
 
 
-@pytest.mark.parametrize("action", [3, -1, 0.5, [0, 1], "1", True, np.nan, None])
+@pytest.mark.parametrize(
+    "action", [3, -1, 0.5, [0, 1], "1", True, np.nan, None, np.array([[1]]), [[1]], np.ones((1, 1, 1))]
+)
 def test_check_discrete_rejects(action):
+    # A batch or a column of one ([[1]]) is refused, not read as its single element.
     codec = ActionCodec(spaces.Discrete(3))
-    with pytest.raises(GenrlError, match="invalid action: expected an integer"):
+    expected = r"^invalid action: expected an integer in Discrete\(3\), got "
+    with pytest.raises(GenrlError, match=expected) as err:
         codec.check(action)
+    assert "\n" not in str(err.value)
 
 
 def test_check_box_accepts_matching_arrays():

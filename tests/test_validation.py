@@ -241,7 +241,7 @@ def _load_model_without_weights(w: World) -> None:
 def _load_optimizer_state_of_another_model(w: World) -> None:
     other = w.fresh_cartpole_model(hidden_dim=16)
     other.fit(w.cartpole_data, 1, progress=False)  # so that its state holds tensors of its shapes
-    w.fresh_cartpole_model().load_optimizer_state_dict(other.optimizer_state_dict())
+    w.fresh_cartpole_model().trainer.load_state_dict(other.trainer.state_dict())
 
 
 def _env_spaces(env_id: str) -> tuple[spaces.Space, spaces.Space]:
@@ -515,6 +515,21 @@ CASES = [
         id="model-unknown-setting",
     ),
     pytest.param(
+        lambda w: genrl.FitConfig(lr_schedule="linear"),
+        r"^fit setting lr_schedule: expected one of \['constant', 'cosine'\], got 'linear'$",
+        id="fit-config-unknown-schedule",
+    ),
+    pytest.param(
+        lambda w: WorldModel(BOX2, spaces.Discrete(2), genrl.WorldModelConfig(**TINY), {"fit_stepz": 3}),
+        r"^unknown fit settings \['fit_stepz'\]; expected some of \[.*'steps'.*\]$",
+        id="model-unknown-fit-setting",
+    ),
+    pytest.param(
+        lambda w: WorldModel(BOX2, spaces.Discrete(2), learning_rate=-1.0),
+        r"^fit setting learning_rate: expected a number >= 0, got -1\.0$",
+        id="model-negative-learning-rate",
+    ),
+    pytest.param(
         lambda w: w.cartpole_model.fit(w.pendulum_data, steps=1, progress=False),
         _box_mismatch("dataset", 3, "input", 4),
         id="fit-on-dataset-of-other-spaces",
@@ -540,8 +555,8 @@ CASES = [
         id="load-model-from-dataset-folder",
     ),
     pytest.param(
-        lambda w: WorldModel.load(_edit_json(w.saved_model() / "model.json", version=2)),
-        r"model\.json is genrl\.world_model version 2; this genrl reads version 1",
+        lambda w: WorldModel.load(_edit_json(w.saved_model() / "model.json", version=3)),
+        r"model\.json is genrl\.world_model version 3; this genrl reads version 1 or 2$",
         id="load-model-of-newer-version",
     ),
     pytest.param(
@@ -572,9 +587,25 @@ CASES = [
         id="load-optimizer-state-of-another-model",
     ),
     pytest.param(
-        lambda w: w.fresh_cartpole_model().load_optimizer_state_dict(None),
+        lambda w: w.fresh_cartpole_model().trainer.load_state_dict(None),
         r"expected the optimizer state of this world model, got None",
         id="load-optimizer-state-none",
+    ),
+    # ---- TrainConfig: settings of a run ----
+    pytest.param(
+        lambda w: genrl.TrainConfig.from_dict({"env_id": "CartPole-v1"}, epsilon=2),
+        r"^collect epsilon: expected a number >= 0 and <= 1, got 2$",
+        id="train-config-epsilon-above-one",
+    ),
+    pytest.param(
+        lambda w: genrl.TrainConfig.from_dict({"env_id": "CartPole-v1"}, dream={"start": "middle"}),
+        r"^dream start: expected one of \['initial', 'any'\], got 'middle'$",
+        id="train-config-unknown-dream-start",
+    ),
+    pytest.param(
+        lambda w: genrl.TrainConfig.from_dict({"env_id": "CartPole-v1"}, fit={"stepz": 3}),
+        r"^unknown fit settings \['stepz'\]; expected some of \[.*'steps'.*\]$",
+        id="train-config-unknown-fit-setting",
     ),
     pytest.param(
         lambda w: read_checkpoint(w.saved_model()),
@@ -608,6 +639,21 @@ CASES = [
         lambda w: DreamVecEnv(w.cartpole_model, 4, w.pendulum_data, device="cpu"),
         _box_mismatch("model", 4, "dataset", 3),
         id="dream-vec-env-with-dataset-of-other-spaces",
+    ),
+    pytest.param(
+        lambda w: DreamEnv(w.cartpole_model, horizon=0),
+        r"^horizon: expected an integer >= 1, got 0$",
+        id="dream-env-zero-horizon",
+    ),
+    pytest.param(
+        lambda w: DreamVecEnv(w.cartpole_model, 2, temperature=-0.5),
+        r"^temperature: expected a number >= 0, got -0\.5$",
+        id="dream-vec-env-negative-temperature",
+    ),
+    pytest.param(
+        lambda w: DreamEnv(w.cartpole_model, device="cuda"),
+        r"^the world model is on cpu: expected device='auto' or 'cpu', got 'cuda'",
+        id="dream-env-on-another-device",
     ),
     pytest.param(
         lambda w: DreamEnv(w.cartpole_model, str(w.saved_dataset())),
@@ -651,6 +697,7 @@ CASES = [
             ("str", "left", "'left'"),
             ("none", None, "None"),
             ("bool", True, "True"),
+            ("matrix", np.array([[1]]), r"array\(\[\[1\]\], dtype=int64\)$"),
         ]
     ),
     *(

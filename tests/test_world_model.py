@@ -1,6 +1,8 @@
+import dataclasses
 import json
 import pickle
 import shutil
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -9,7 +11,9 @@ import torch
 from gymnasium import spaces
 from safetensors.torch import load_file, save_file
 
-from genrl import GenrlError, RolloutDataset, WorldModel, WorldModelConfig, collect
+from genrl import FitConfig, GenrlError, RolloutDataset, WorldModel, WorldModelConfig, collect
+
+FIXTURES = Path(__file__).parent / "fixtures" / "v0_1_0"
 
 
 def _copy_model(model: WorldModel, tmp_path) -> WorldModel:
@@ -21,29 +25,15 @@ def test_fit_reduces_held_out_losses(cartpole_dataset, small_config):
     model = WorldModel(cartpole_dataset.observation_space, cartpole_dataset.action_space, **small_config)
     model.fit(cartpole_dataset, steps=1, progress=False)  # sets normalisation, so losses compare
     held_out = cartpole_dataset.subset(range(9, len(cartpole_dataset), 10))
-    before = model.evaluate_losses(held_out, np.random.default_rng(1))
+    before = model.trainer.evaluate_losses(held_out, np.random.default_rng(1))
     after_fit = model.fit(cartpole_dataset, steps=150, progress=False)
-    after = model.evaluate_losses(held_out, np.random.default_rng(1))
+    after = model.trainer.evaluate_losses(held_out, np.random.default_rng(1))
     assert int(model.trained_steps) == 151
     assert set(after_fit) == set(before)
     for head in ("reconstruction", "dynamics_nll", "reward", "termination"):
         assert after[head] < before[head], (head, before[head], after[head])
     assert after["reconstruction"] < 0.5 * before["reconstruction"]
     assert after["dynamics_nll"] < before["dynamics_nll"] - 0.5
-
-
-def test_fit_is_reproducible(pendulum_dataset, small_config):
-    def fitted(global_seed: int, seed: int) -> WorldModel:
-        torch.manual_seed(global_seed)  # the config's seed, not torch's global state, decides
-        config = {**small_config, "seed": seed}
-        model = WorldModel(pendulum_dataset.observation_space, pendulum_dataset.action_space, **config)
-        model.fit(pendulum_dataset, steps=20, progress=False)
-        return model
-
-    a, b, other = fitted(0, seed=3), fitted(1, seed=3), fitted(0, seed=4)
-    for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
-        assert torch.equal(pa, pb), name
-    assert not torch.equal(a.state_dict()["rnn.weight_hh_l0"], other.state_dict()["rnn.weight_hh_l0"])
 
 
 def test_fit_stores_statistics_and_start_states(cartpole_model, cartpole_dataset):
@@ -93,10 +83,10 @@ def test_step_output_shapes(cartpole_model, pendulum_model):
 
 def test_learned_model_predicts_cartpole(cartpole_model, cartpole_dataset):
     episodes = cartpole_dataset.episodes
-    obs = torch.as_tensor(np.concatenate([ep["obs"][:-1] for ep in episodes]))
-    next_obs = torch.as_tensor(np.concatenate([ep["obs"][1:] for ep in episodes]))
-    action = torch.as_tensor(np.concatenate([ep["action"] for ep in episodes]))
-    terminated = np.concatenate([ep["terminated"] for ep in episodes])
+    obs = torch.as_tensor(np.concatenate([ep.obs[:-1] for ep in episodes]))
+    next_obs = torch.as_tensor(np.concatenate([ep.obs[1:] for ep in episodes]))
+    action = torch.as_tensor(np.concatenate([ep.action for ep in episodes]))
+    terminated = np.concatenate([ep.terminated for ep in episodes])
     with torch.no_grad():
         out = cartpole_model.step(
             cartpole_model.encode(obs), cartpole_model.initial_state(len(obs)), action, 0.0
@@ -112,7 +102,7 @@ def test_learned_model_predicts_cartpole(cartpole_model, cartpole_dataset):
     # non-terminal steps look like terminal ones: over config seeds 0-2 the model flags 4-7% of all
     # non-terminal steps but under 1% of these.)
     predicted = out.terminated.numpy()
-    far = np.concatenate([np.arange(len(ep["reward"]))[::-1] >= 5 for ep in episodes])
+    far = np.concatenate([np.arange(len(ep.reward))[::-1] >= 5 for ep in episodes])
     assert predicted[terminated].mean() > 0.8
     assert predicted[far].mean() < 0.02
 
@@ -248,7 +238,7 @@ def test_load_rejects_missing_files(saved, tmp_path):
     "changes, match",
     [
         ({"format": "genrl.rollouts"}, "expected a genrl.world_model file .* got format 'genrl.rollouts'"),
-        ({"version": 99}, "genrl.world_model version 99; this genrl reads version 1"),
+        ({"version": 99}, r"genrl\.world_model version 99; this genrl reads version 1 or 2"),
         ({"config": "big"}, "expected a config object"),
         ({"config": {"hidden_dim": 32, "bogus": 1}}, r"unknown world model settings \['bogus'\]"),
         ({"action_space": {"type": "Discrete", "n": 3, "start": 0}}, "weights do not match"),
@@ -331,19 +321,26 @@ def test_model_records_the_episodes_it_trained_on(cartpole_model, cartpole_datas
     assert loaded.held_out_episodes(fresh) == list(range(len(fresh)))
 
 
-def test_model_saved_before_episode_records_loads_with_none(saved):
-    state = load_file(str(saved / "weights.safetensors"))
+def test_model_saved_before_episode_records_loads_with_none(tmp_path):
+    # Models from before the episode records are version-1 files (genrl 0.1.0's format).
+    original = FIXTURES / "model_vae"
+    shutil.copytree(original, tmp_path / "model")
+    state = load_file(str(tmp_path / "model" / "weights.safetensors"))
     del state["trained_episodes"]
-    save_file(state, str(saved / "weights.safetensors"))
-    loaded = WorldModel.load(saved)
+    save_file(state, str(tmp_path / "model" / "weights.safetensors"))
+    loaded = WorldModel.load(tmp_path / "model", device="cpu")
     assert loaded.trained_episodes.shape == (0,)
+    reference = WorldModel.load(original, device="cpu")
+    for name, value in reference.state_dict().items():
+        if name != "trained_episodes":
+            assert torch.equal(loaded.state_dict()[name], value), name
 
 
 def test_predict_sequence_scores_real_history(cartpole_model, cartpole_dataset):
     ep = cartpole_dataset.episodes[9]
-    obs, actions = torch.as_tensor(ep["obs"])[None], torch.as_tensor(ep["action"])[None]
+    obs, actions = torch.as_tensor(ep.obs)[None], torch.as_tensor(ep.action)[None]
     whole = cartpole_model.predict_sequence(obs, actions)
-    steps = len(ep["action"])
+    steps = len(ep.action)
     assert whole.nll.shape == whole.reward.shape == whole.termination_logit.shape == (1, steps)
     # Scoring in two calls, carrying the recurrent state, gives the same per-step figures.
     cut = steps // 2
@@ -354,7 +351,7 @@ def test_predict_sequence_scores_real_history(cartpole_model, cartpole_dataset):
     shuffled = obs[:, torch.cat([torch.zeros(1, dtype=torch.long), torch.randperm(steps) + 1])]
     assert cartpole_model.predict_sequence(shuffled, actions).nll.mean() > whole.nll.mean() + 5
     assert whole.termination_logit[0, -1] > whole.termination_logit[0, :-3].max()
-    np.testing.assert_allclose(whole.reward.numpy(), ep["reward"][None], atol=0.2)
+    np.testing.assert_allclose(whole.reward.numpy(), ep.reward[None], atol=0.2)
 
 
 PRECISE = {"encoder": "identity", "num_mixtures": 1, "nll_beta": 1.0, "prediction_weight": 10.0}
@@ -372,13 +369,13 @@ def test_identity_encoder_keeps_the_observation(cartpole_dataset, small_config, 
     # The core alone is least-squares linear dynamics: on CartPole's nearly linear physics, one
     # step is predicted to within a small fraction of each dimension's spread.
     ep = cartpole_dataset.episodes[9]
-    z = model.encode(torch.as_tensor(ep["obs"][:-1]))
-    out = model.step(z, model.initial_state(len(z)), torch.as_tensor(ep["action"]), temperature=0.0)
-    error = (model.decode(out.z) - torch.as_tensor(ep["obs"][1:])) / model.obs_std
+    z = model.encode(torch.as_tensor(ep.obs[:-1]))
+    out = model.step(z, model.initial_state(len(z)), torch.as_tensor(ep.action), temperature=0.0)
+    error = (model.decode(out.z) - torch.as_tensor(ep.obs[1:])) / model.obs_std
     assert error.abs().max() < 0.05
     assert "reconstruction" not in model.fit(cartpole_dataset, steps=5, progress=False)
     loaded = _copy_model(model, tmp_path)
-    assert loaded.identity and loaded.config.encoder == "identity"
+    assert loaded.encoder.exact and loaded.config.encoder == "identity"
     for (name, a), b in zip(model.state_dict().items(), loaded.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
 
@@ -391,7 +388,7 @@ def test_cosine_schedule_anneals_each_fit(pendulum_dataset, small_config):
         lr_schedule="cosine",
     )
     model.fit(pendulum_dataset, steps=10, progress=False)
-    assert model.optimizer_state_dict()["param_groups"][0]["lr"] == pytest.approx(
+    assert model.trainer.state_dict()["param_groups"][0]["lr"] == pytest.approx(
         1e-3 * (0.01 + 0.99 * 0.5 * (1 + np.cos(np.pi * 9 / 10)))
     )
 
@@ -399,12 +396,90 @@ def test_cosine_schedule_anneals_each_fit(pendulum_dataset, small_config):
 @pytest.mark.parametrize(
     "settings, match",
     [
-        ({"encoder": "pca"}, r"encoder: expected one of \('vae', 'identity'\), got 'pca'"),
-        ({"lr_schedule": "linear"}, r"lr_schedule: expected one of \('constant', 'cosine'\)"),
-        ({"encoder": "identity", "latent_dim": 8}, "expected a vector observation and latent_dim None or 4"),
-        ({"nll_beta": -1.0}, "nll_beta: expected a number >= 0"),
+        (
+            {"encoder": "pca"},
+            r"world model setting encoder: expected one of \['vae', 'identity'\], got 'pca'",
+        ),
+        (
+            {"lr_schedule": "linear"},
+            r"fit setting lr_schedule: expected one of \['constant', 'cosine'\], got 'linear'",
+        ),
+        (
+            {"encoder": "identity", "latent_dim": 8},
+            r"expected a vector observation and latent_dim None or 4, got shape \(4,\) and latent_dim 8",
+        ),
+        ({"nll_beta": -1.0}, "fit setting nll_beta: expected a number >= 0, got -1.0"),
     ],
 )
 def test_precise_settings_are_checked(cartpole_dataset, settings, match):
     with pytest.raises(GenrlError, match=match):
         WorldModel(cartpole_dataset.observation_space, cartpole_dataset.action_space, **settings)
+
+
+def test_sizes_and_fit_settings_are_two_groups(cartpole_dataset):
+    spaces_ = (cartpole_dataset.observation_space, cartpole_dataset.action_space)
+    # genrl 0.1.0's flat mapping (sizes, fit settings and seed together) splits by name...
+    flat = WorldModel(*spaces_, {"hidden_dim": 16, "rnn_dim": 8, "fit_steps": 5, "batch_size": 4, "seed": 7})
+    # ...into the same model as the two groups given apart, with keyword overrides routed by name.
+    grouped = WorldModel(
+        *spaces_, WorldModelConfig(hidden_dim=16), FitConfig(steps=5), seed=7, rnn_dim=8, batch_size=4
+    )
+    for model in (flat, grouped):
+        assert (model.config.hidden_dim, model.config.rnn_dim, model.seed) == (16, 8, 7)
+        assert (model.fit_config.steps, model.fit_config.batch_size) == (5, 4)
+        assert not model.encoder.exact  # the VAE's latent is a compression, not the observation
+    for (name, a), b in zip(flat.state_dict().items(), grouped.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    assert not hasattr(WorldModelConfig, "from_dict")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        flat.config.hidden_dim = 3
+    positive = r"expected an integer >= 1 \(int64\), got 0$"
+    with pytest.raises(GenrlError, match="^world model setting rnn_dim: " + positive):
+        WorldModelConfig(rnn_dim=0)
+    with pytest.raises(GenrlError, match="^fit setting batch_size: " + positive):
+        FitConfig(batch_size=0)
+    # The dynamics' tensors live under dynamics.
+    assert {name.split(".")[0] for name in flat.state_dict() if "." in name} == {
+        "encoder",
+        "decoder",
+        "dynamics",
+    }
+    assert "dynamics.rnn.weight_ih_l0" in flat.state_dict()
+
+
+def test_model_json_is_version_2_with_sizes_fit_settings_and_seed(saved, cartpole_model):
+    meta = json.loads((saved / "model.json").read_text())
+    assert (meta["format"], meta["version"], meta["seed"]) == ("genrl.world_model", 2, cartpole_model.seed)
+    assert meta["config"] == dataclasses.asdict(cartpole_model.config)
+    assert meta["fit"] == dataclasses.asdict(cartpole_model.fit_config)
+    assert set(meta["config"]) == {f.name for f in dataclasses.fields(WorldModelConfig)}
+    assert meta["fit"]["termination_weight"] == 10.0 and meta["fit"]["steps"] == 1000
+    loaded = WorldModel.load(saved, device="cpu")
+    assert (loaded.seed, loaded.config, loaded.fit_config) == (
+        cartpole_model.seed,
+        cartpole_model.config,
+        cartpole_model.fit_config,
+    )
+
+
+def test_unroll_imagines_what_stepping_does(cartpole_model, pendulum_model):
+    for model, actions in (
+        (cartpole_model, torch.tensor([[0, 1, 1, 0, 1, 0]] * 3)),
+        (pendulum_model, torch.linspace(-2, 2, 18).reshape(3, 6, 1)),
+    ):
+        z = model.encode(model.start_states[:3])
+        h = model.initial_state(3)
+        out = model.unroll(z, h, actions, 1.0, torch.Generator().manual_seed(5))
+        d, r = model.config.latent_dim, model.config.rnn_dim
+        assert out.z.shape == (3, 6, d) and out.h.shape == (3, r)
+        assert out.reward.shape == out.terminated.shape == out.uncertainty.shape == (3, 6)
+        assert out.terminated.dtype == torch.bool
+        generator = torch.Generator().manual_seed(5)
+        with torch.no_grad():
+            for k in range(6):
+                step = model.step(z, h, actions[:, k], 1.0, generator)
+                z, h = step.z, step.h
+                assert torch.equal(out.z[:, k], step.z) and torch.equal(out.reward[:, k], step.reward)
+                assert torch.equal(out.terminated[:, k], step.terminated)
+                assert torch.equal(out.uncertainty[:, k], step.uncertainty)
+        assert torch.equal(out.h, h)

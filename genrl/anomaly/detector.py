@@ -24,21 +24,18 @@ of nearly every normal episode.
 
 from __future__ import annotations
 
-import numbers
 import warnings
-from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 import torch
 
 from genrl.data.dataset import RolloutDataset
+from genrl.data.episode import Episode, cut_windows
 from genrl.errors import GenrlError
 from genrl.model.world_model import WorldModel
-from genrl.util.files import brief
-from genrl.util.spaces import ActionCodec
+from genrl.util.checks import check_float, check_int, describe, is_real
 
 BATCH_EPISODES = 64  # episodes scored in one torch batch by calibrate
 
@@ -67,14 +64,15 @@ class SurpriseDetector:
         self.threshold: float | None = None  # for steps with a full window (t >= window - 1)
         self.start_thresholds: list[float] = []  # for steps t < window - 1, one each
         self.fpr: float | None = None
-        self._codec = ActionCodec(model.action_space)
 
     # ---- scoring -----------------------------------------------------------------------------
 
     def score_episode(self, observations: Any, actions: Any) -> np.ndarray:
         """Surprise of each step: T+1 observations and T actions in, T scores (nats) out."""
         obs, act = self._check_episode(observations, actions)
-        return self._score_batch([(obs, act)])[0]
+        steps = len(act)
+        episode = Episode(obs, act, np.zeros(steps, np.float32), np.zeros(steps, bool), np.zeros(steps, bool))
+        return self._score_batch([episode])[0]
 
     def statistic(self, observations: Any, actions: Any) -> np.ndarray:
         """The alarm statistic of each step: the windowed mean surprise, (T,)."""
@@ -108,9 +106,9 @@ class SurpriseDetector:
             raise GenrlError(f"expected a RolloutDataset, got {type(dataset).__name__}")
         dataset.check_spaces(self.model.observation_space, self.model.action_space)
         chosen = range(len(dataset)) if episodes is None else episodes
-        eps = [(dataset.episodes[i]["obs"], dataset.episodes[i]["action"]) for i in chosen]
+        eps = [dataset.episodes[i] for i in chosen]
         # Similar lengths share a batch, so little padding is scored.
-        order = sorted(range(len(eps)), key=lambda i: len(eps[i][1]))
+        order = sorted(range(len(eps)), key=lambda i: eps[i].length)
         out: list[np.ndarray] = [np.empty(0)] * len(eps)
         for start in range(0, len(order), BATCH_EPISODES):
             part = order[start : start + BATCH_EPISODES]
@@ -119,30 +117,30 @@ class SurpriseDetector:
         return out
 
     @torch.inference_mode()
-    def _score_batch(self, episodes: list[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:
-        """Score episodes of any lengths in one batch. Shorter ones are padded at the end with their
-        last observation and action: the model is causal, so padding never changes earlier steps."""
-        steps = max(len(a) for _, a in episodes)
-        obs = np.stack([np.concatenate([o, np.repeat(o[-1:], steps + 1 - len(o), 0)]) for o, _ in episodes])
-        act = np.stack([np.concatenate([a, np.repeat(a[-1:], steps - len(a), 0)]) for _, a in episodes])
+    def _score_batch(self, episodes: list[Episode]) -> list[np.ndarray]:
+        """Score episodes of any lengths in one batch, as windows from their first step. Shorter ones
+        are padded with their last observation and action: the model is causal, so padding never
+        changes earlier steps."""
+        steps = max(ep.length for ep in episodes)
+        windows = cut_windows(episodes, range(len(episodes)), [0] * len(episodes), steps)
         device = self.model.device
         nll = self.model.predict_sequence(
-            torch.as_tensor(obs, device=device), torch.as_tensor(act, device=device)
+            torch.as_tensor(windows.obs, device=device), torch.as_tensor(windows.action, device=device)
         )
         scores = nll.nll.double().cpu().numpy()
-        return [scores[i, : len(a)] for i, (_, a) in enumerate(episodes)]
+        return [scores[i, : ep.length] for i, ep in enumerate(episodes)]
 
     def _check_episode(self, observations: Any, actions: Any) -> tuple[np.ndarray, np.ndarray]:
         obs_shape = tuple(self.model.observation_space.shape)
         try:
             obs = np.asarray(observations, dtype=np.float32)
         except (TypeError, ValueError):
-            raise GenrlError(f"expected observations as an array, got {brief(observations)}") from None
+            raise GenrlError(f"expected observations as an array, got {describe(observations)}") from None
         if obs.ndim != 1 + len(obs_shape) or obs.shape[1:] != obs_shape or len(obs) < 2:
             want = ", ".join(["T+1", *map(str, obs_shape)])
             raise GenrlError(f"expected observations of shape ({want}) with T >= 1, got {obs.shape}")
         steps = len(obs) - 1
-        want_act = (steps,) if self._codec.discrete else (steps, *self.model.action_space.shape)
+        want_act = (steps,) if self.model.actions.discrete else (steps, *self.model.action_space.shape)
         act = np.asarray(actions)
         if act.shape != want_act:
             raise GenrlError(
@@ -151,8 +149,8 @@ class SurpriseDetector:
             )
         if not np.all(np.isfinite(obs)):
             raise GenrlError("expected finite observations, got NaN or inf")
-        self._codec.check_batch(act)
-        return obs, act.astype(np.int64 if self._codec.discrete else np.float32)
+        self.model.actions.check_batch(act)
+        return obs, act.astype(np.int64 if self.model.actions.discrete else np.float32)
 
     # ---- calibration -------------------------------------------------------------------------
 
@@ -165,8 +163,7 @@ class SurpriseDetector:
         episodes its false-positive rate cannot go below about ``1 / (n + 1)``, so a warning asks
         for at least ``1 / fpr`` episodes.
         """
-        if isinstance(fpr, bool) or not isinstance(fpr, numbers.Real) or not 0.0 < fpr < 1.0:
-            raise GenrlError(f"calibrate fpr: expected a false-positive rate in (0, 1), got {brief(fpr)}")
+        fpr = check_float(fpr, "calibrate fpr", 0.0, 1.0, low_open=True, high_open=True)
         if not isinstance(dataset, RolloutDataset):
             raise GenrlError(f"calibrate: expected a RolloutDataset, got {type(dataset).__name__}")
         held_out = self.model.held_out_episodes(dataset)
@@ -210,88 +207,28 @@ class SurpriseDetector:
     def from_dict(cls, model: WorldModel, data: Any) -> SurpriseDetector:
         """A detector for ``model`` with settings from :meth:`to_dict`."""
         if not isinstance(data, dict) or not {"window", "threshold", "fpr"} <= set(data):
-            raise GenrlError(f"expected detector settings with window, threshold and fpr, got {brief(data)}")
+            raise GenrlError(
+                f"expected detector settings with window, threshold and fpr, got {describe(data)}"
+            )
         detector = cls(model, data["window"])
         threshold, fpr = data["threshold"], data["fpr"]
         if (threshold is None) != (fpr is None):
-            raise GenrlError(f"expected threshold and fpr both set or both null, got {brief(data)}")
+            raise GenrlError(f"expected threshold and fpr both set or both null, got {describe(data)}")
         if threshold is not None:
-            if (
-                isinstance(threshold, bool)
-                or not isinstance(threshold, numbers.Real)
-                or not np.isfinite(threshold)
-            ):
-                raise GenrlError(f"expected a finite threshold, got {brief(threshold)}")
-            if isinstance(fpr, bool) or not isinstance(fpr, numbers.Real) or not 0.0 < fpr < 1.0:
-                raise GenrlError(f"expected an fpr in (0, 1), got {brief(fpr)}")
-            detector.threshold, detector.fpr = float(threshold), float(fpr)
+            detector.threshold = check_float(threshold, "detector threshold")
+            detector.fpr = check_float(fpr, "detector fpr", 0.0, 1.0, low_open=True, high_open=True)
             starts = data.get("start_thresholds", [])
             if (
                 not isinstance(starts, list)
                 or len(starts) not in (0, detector.window - 1)
-                or not all(
-                    isinstance(v, numbers.Real) and not isinstance(v, bool) and np.isfinite(v) for v in starts
-                )
+                or not all(is_real(v) and np.isfinite(v) for v in starts)
             ):
                 raise GenrlError(
-                    f"expected start_thresholds: {detector.window - 1} finite numbers, got {brief(starts)}"
+                    f"expected start_thresholds: {detector.window - 1} finite numbers, got {describe(starts)}"
                 )
             detector.start_thresholds = [float(v) for v in starts]
         return detector
 
 
-class AnomalyMonitor(gym.Wrapper):
-    """Scores a live real env step by step: every step's ``info`` gains ``"surprise"`` (float, the
-    step's surprise, equal to :meth:`SurpriseDetector.score_episode` on the episode so far) and
-    ``"anomaly"`` (bool, the windowed statistic above the detector's threshold).
-
-    :param detector: a calibrated :class:`SurpriseDetector`
-    """
-
-    def __init__(self, env: gym.Env, detector: SurpriseDetector):
-        if not isinstance(detector, SurpriseDetector):
-            raise GenrlError(f"AnomalyMonitor: expected a SurpriseDetector, got {type(detector).__name__}")
-        if detector.threshold is None:
-            raise GenrlError("AnomalyMonitor: expected a calibrated detector; call detector.calibrate first")
-        if not isinstance(env, gym.Env):
-            raise GenrlError(f"AnomalyMonitor: expected a gymnasium.Env, got {type(env).__name__}")
-        detector.model.check_env_spaces(env.observation_space, env.action_space)
-        super().__init__(env)
-        self.detector = detector
-        self._obs: torch.Tensor | None = None
-        self._h: torch.Tensor | None = None
-        self._recent: deque[float] = deque(maxlen=detector.window)
-        self._t = 0
-
-    def _as_tensor(self, obs: Any) -> torch.Tensor:
-        return torch.as_tensor(np.asarray(obs, dtype=np.float32), device=self.detector.model.device)
-
-    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[Any, dict]:
-        obs, info = self.env.reset(seed=seed, options=options)
-        self._obs, self._h, self._t = self._as_tensor(obs), None, 0
-        self._recent.clear()
-        return obs, info
-
-    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict]:
-        if self._obs is None:
-            raise GenrlError("AnomalyMonitor.step: expected reset() before the first step")
-        logged = self.detector._codec.check(action)
-        obs, reward, terminated, truncated, info = self.env.step(action)
-        next_obs = self._as_tensor(obs)
-        with torch.inference_mode():
-            pair = torch.stack([self._obs, next_obs])[None]
-            act = torch.as_tensor(logged, device=next_obs.device).reshape(1, 1, *logged.shape)
-            pred = self.detector.model.predict_sequence(pair, act, self._h)
-        surprise = float(pred.nll.double()[0, 0])
-        self._obs, self._h = next_obs, pred.h
-        self._recent.append(surprise)
-        info["surprise"] = surprise
-        info["anomaly"] = bool(np.mean(self._recent) > self.detector.threshold_at(self._t))
-        self._t += 1
-        return obs, reward, terminated, truncated, info
-
-
 def _check_window(window: Any) -> int:
-    if isinstance(window, bool) or not isinstance(window, numbers.Integral) or window < 1:
-        raise GenrlError(f"SurpriseDetector window: expected an integer >= 1, got {brief(window)}")
-    return int(window)
+    return check_int(window, "SurpriseDetector window", 1)

@@ -21,19 +21,11 @@ import numpy as np
 from gymnasium import spaces
 
 from genrl.errors import GenrlError
-from genrl.util.files import brief
-
-
-def _check_int(value: Any, name: str, low: int = 0, high: int | None = None) -> int:
-    ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
-    if not ok or value < low or (high is not None and value >= high):
-        bound = f"in [{low}, {high})" if high is not None else f">= {low}"
-        raise GenrlError(f"{name}: expected an integer {bound}, got {brief(value)}")
-    return int(value)
+from genrl.util.checks import check_float, check_int, describe, is_real
 
 
 def _check_seed(seed: Any) -> int | None:
-    return None if seed is None else _check_int(seed, "seed")
+    return None if seed is None else check_int(seed, "seed", 0)
 
 
 def _box_obs(env: gym.Env, wrapper: str) -> spaces.Box:
@@ -50,7 +42,7 @@ class _Fault(gym.Wrapper):
         if not isinstance(env, gym.Env):
             raise GenrlError(f"{type(self).__name__}: expected a gymnasium.Env, got {type(env).__name__}")
         super().__init__(env)
-        self.onset = _check_int(onset, "onset")
+        self.onset = check_int(onset, "onset", 0)
         self._seed = _check_seed(seed)
         self._rng = np.random.default_rng(self._seed)
         self._t = 0
@@ -106,13 +98,15 @@ class SensorNoise(_Fault):
         else:
             dims_list = list(dims) if isinstance(dims, (list, tuple, np.ndarray, range)) else None
             if not dims_list:
-                raise GenrlError(f"SensorNoise dims: expected a non-empty list of indices, got {brief(dims)}")
-            self.dims = np.array([_check_int(d, "SensorNoise dims", 0, size) for d in dims_list])
+                raise GenrlError(
+                    f"SensorNoise dims: expected a non-empty list of indices, got {describe(dims)}"
+                )
+            self.dims = np.array([check_int(d, "SensorNoise dims", 0, size - 1) for d in dims_list])
         try:
             std_arr = np.asarray(std, dtype=np.float64)
         except (TypeError, ValueError):
             raise GenrlError(
-                f"SensorNoise std: expected a number or one per dimension, got {brief(std)}"
+                f"SensorNoise std: expected a number or one per dimension, got {describe(std)}"
             ) from None
         if std_arr.ndim > 1 or std_arr.size not in (1, len(self.dims)):
             raise GenrlError(
@@ -120,7 +114,7 @@ class SensorNoise(_Fault):
                 f"dimension), got shape {std_arr.shape}"
             )
         if not np.all(np.isfinite(std_arr)) or np.any(std_arr < 0):
-            raise GenrlError(f"SensorNoise std: expected finite numbers >= 0, got {brief(std)}")
+            raise GenrlError(f"SensorNoise std: expected finite numbers >= 0, got {describe(std)}")
         self.std = np.broadcast_to(std_arr, (len(self.dims),)).copy()
 
     def _step(self, action: Any, active: bool) -> tuple[Any, float, bool, bool, dict]:
@@ -140,7 +134,7 @@ class StuckSensor(_Fault):
 
     def __init__(self, env: gym.Env, dim: int, onset: int = 0):
         super().__init__(env, onset)
-        self.dim = _check_int(dim, "StuckSensor dim", 0, int(np.prod(_box_obs(env, "StuckSensor").shape)))
+        self.dim = check_int(dim, "StuckSensor dim", 0, int(np.prod(_box_obs(env, "StuckSensor").shape)) - 1)
         self._last: float = 0.0
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[Any, dict]:
@@ -178,10 +172,8 @@ class ChangedPhysics(_Fault):
             )
         for name, value in attributes.items():
             old = getattr(base, name)
-            if isinstance(old, numbers.Real) and not (
-                isinstance(value, numbers.Real) and not isinstance(value, bool) and np.isfinite(value)
-            ):
-                raise GenrlError(f"ChangedPhysics {name}: expected a finite number, got {brief(value)}")
+            if isinstance(old, numbers.Real) and not (is_real(value) and np.isfinite(value)):
+                raise GenrlError(f"ChangedPhysics {name}: expected a finite number, got {describe(value)}")
         self.attributes = dict(attributes)
         self._original = {name: getattr(base, name) for name in attributes}
 
@@ -214,8 +206,7 @@ class ActionCorruption(_Fault):
 
     def __init__(self, env: gym.Env, p: float, onset: int = 0, seed: int | None = None):
         super().__init__(env, onset, seed)
-        if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0.0 <= p <= 1.0:
-            raise GenrlError(f"ActionCorruption p: expected a probability in [0, 1], got {brief(p)}")
+        p = check_float(p, "ActionCorruption p", 0.0, 1.0)
         space = env.action_space
         if isinstance(space, spaces.Discrete) and space.n < 2:
             raise GenrlError(f"ActionCorruption: expected at least two actions to swap, got {space}")

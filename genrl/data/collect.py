@@ -11,21 +11,13 @@ import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 
 from genrl.data.dataset import RolloutDataset
+from genrl.data.envs import make_env
 from genrl.errors import GenrlError
+from genrl.util.checks import check_float, check_int
 from genrl.util.progress import progress_bar
 from genrl.util.spaces import ActionCodec
 
 Policy = Callable[[np.ndarray], Any]
-
-
-def make_env(env_id: str, **kwargs: Any) -> gym.Env:
-    """gym.make with a one-line GenrlError for an unknown id."""
-    try:
-        return gym.make(env_id, **kwargs)
-    except (gym.error.NameNotFound, gym.error.NamespaceNotFound, gym.error.VersionNotFound) as exc:
-        raise GenrlError(f"unknown environment {env_id!r}: {exc}") from None
-    except gym.error.Error as exc:
-        raise GenrlError(f"cannot make environment {env_id!r}: {exc}") from None
 
 
 def collect(
@@ -49,7 +41,7 @@ def collect(
         running when they are complete are dropped, not cut
     :param policy: ``None`` for uniform random actions, an SB3 model (anything with ``predict``),
         or a callable mapping a batch of observations (n_envs, *obs_shape) to a batch of actions
-    :param seed: seeds the env's reset and the random actions
+    :param seed: seeds the env's reset and the random actions; None draws fresh entropy
     :param path: dataset folder to create or append to (ignored if ``dataset`` is given)
     :param dataset: an existing dataset to append to
     :param epsilon: probability of replacing the policy's action by a random one, per env and step
@@ -59,12 +51,11 @@ def collect(
     """
     if (steps is None) == (episodes is None):
         raise GenrlError(f"expected either steps or episodes, got steps={steps!r} and episodes={episodes!r}")
-    budget = steps if steps is not None else episodes
-    if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)) or budget < 1:
-        what = "steps" if steps is not None else "episodes"
-        raise GenrlError(f"{what} must be a positive integer, got {budget!r}")
-    if not 0.0 <= epsilon <= 1.0:
-        raise GenrlError(f"epsilon must be in [0, 1], got {epsilon!r}")
+    if steps is not None:
+        steps = check_int(steps, "collect steps", 1)
+    else:
+        episodes = check_int(episodes, "collect episodes", 1)
+    epsilon = check_float(epsilon, "collect epsilon", 0.0, 1.0)
     venv, owned = _as_vector_env(env)
     try:
         obs_space, act_space = venv.single_observation_space, venv.single_action_space

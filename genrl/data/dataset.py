@@ -26,13 +26,14 @@ from pathlib import Path
 import numpy as np
 from gymnasium import spaces
 
+from genrl.data.episode import FIELDS, Episode, window_index
 from genrl.errors import GenrlError
 from genrl.util.files import check_format, read_json, read_npz, write_json, write_npz
 from genrl.util.spaces import ActionCodec, check_spaces_match, check_supported, space_from_json, space_to_json
 
 FORMAT = "genrl.rollouts"
 VERSION = 1
-KEYS = ("obs", "action", "reward", "terminated", "truncated")
+KEYS = FIELDS  # the arrays of each episode file
 
 
 class RolloutDataset:
@@ -53,7 +54,7 @@ class RolloutDataset:
         self.observation_space = observation_space
         self.action_space = action_space
         self.path = Path(path) if path is not None else None
-        self.episodes: list[dict[str, np.ndarray]] = []
+        self.episodes: list[Episode] = []
         self._flat: dict[str, np.ndarray] | None = None
         if self.path is not None:
             meta_path = self.path / "dataset.json"
@@ -118,18 +119,15 @@ class RolloutDataset:
         truncated: np.ndarray,
     ) -> None:
         """Append one episode (validated), writing it to disk atomically if the dataset has a path."""
-        episode = self._validate(
-            {
-                "obs": obs,
-                "action": action,
-                "reward": reward,
-                "terminated": terminated,
-                "truncated": truncated,
-            },
-            source="add_episode",
-        )
+        self.add(Episode(obs, action, reward, terminated, truncated))
+
+    def add(self, episode: Episode) -> None:
+        """Append an :class:`Episode` (validated), written atomically if the dataset has a path."""
+        if not isinstance(episode, Episode):
+            raise GenrlError(f"add: expected an Episode, got {type(episode).__name__}")
+        episode = self._validate(episode.arrays(), source="add_episode")
         if self.path is not None:
-            write_npz(self.path / "episodes" / f"{self._next_index():06d}.npz", episode)
+            write_npz(self.path / "episodes" / f"{self._next_index():06d}.npz", episode.arrays())
         self.episodes.append(episode)
         self._flat = None
 
@@ -137,7 +135,7 @@ class RolloutDataset:
         existing = [int(p.stem) for p in (self.path / "episodes").glob("*.npz") if p.stem.isdigit()]
         return max(existing, default=-1) + 1
 
-    def _validate(self, ep: dict, source: str) -> dict[str, np.ndarray]:
+    def _validate(self, ep: dict, source: str) -> Episode:
         missing = [k for k in KEYS if k not in ep]
         if missing:
             raise GenrlError(f"{source}: expected episode arrays {list(KEYS)}, missing {missing}")
@@ -178,7 +176,7 @@ class RolloutDataset:
         for key in ("terminated", "truncated"):
             if out[key][:-1].any():
                 raise GenrlError(f"{source}: {key} may only be set on the last step of an episode")
-        return out
+        return Episode(**out)
 
     # ---- reading -----------------------------------------------------------------------------
 
@@ -188,10 +186,10 @@ class RolloutDataset:
     @property
     def num_steps(self) -> int:
         """Total recorded transitions."""
-        return sum(len(ep["reward"]) for ep in self.episodes)
+        return sum(ep.length for ep in self.episodes)
 
     def episode_returns(self) -> np.ndarray:
-        return np.array([float(ep["reward"].sum()) for ep in self.episodes])
+        return np.array([ep.episode_return for ep in self.episodes])
 
     def episode_digests(self) -> np.ndarray:
         """One 63-bit fingerprint per episode (of its observations and actions), (N,) int64.
@@ -202,8 +200,8 @@ class RolloutDataset:
         out = np.empty(len(self.episodes), dtype=np.int64)
         for i, ep in enumerate(self.episodes):
             h = hashlib.blake2b(digest_size=8)
-            for key in ("obs", "action"):
-                h.update(np.ascontiguousarray(ep[key]).tobytes())
+            for array in (ep.obs, ep.action):
+                h.update(np.ascontiguousarray(array).tobytes())
             out[i] = int.from_bytes(h.digest(), "little") >> 1
         return out
 
@@ -219,12 +217,12 @@ class RolloutDataset:
 
     def _flatten(self) -> dict[str, np.ndarray]:
         if self._flat is None:
-            lengths = np.array([len(ep["reward"]) for ep in self.episodes])
+            lengths = np.array([ep.length for ep in self.episodes])
             self._flat = {
                 "lengths": lengths,
                 "act_offset": np.concatenate([[0], np.cumsum(lengths)[:-1]]),
                 "obs_offset": np.concatenate([[0], np.cumsum(lengths + 1)[:-1]]),
-                **{k: np.concatenate([ep[k] for ep in self.episodes]) for k in KEYS},
+                **{k: np.concatenate([getattr(ep, k) for ep in self.episodes]) for k in KEYS},
             }
         return self._flat
 
@@ -242,23 +240,21 @@ class RolloutDataset:
         start_global = rng.integers(0, total, size=batch_size)
         ep = np.searchsorted(flat["act_offset"], start_global, side="right") - 1
         start = start_global - flat["act_offset"][ep]
-        k = np.arange(length + 1)
-        t = start[:, None] + k[None, :]
-        ep_len = flat["lengths"][ep][:, None]
-        obs_idx = flat["obs_offset"][ep][:, None] + np.minimum(t, ep_len)
-        act_idx = flat["act_offset"][ep][:, None] + np.minimum(t[:, :-1], ep_len - 1)
+        index = window_index(start, flat["lengths"][ep], length)
+        obs_idx = flat["obs_offset"][ep][:, None] + index.obs
+        act_idx = flat["act_offset"][ep][:, None] + index.action
         return {
             "obs": flat["obs"][obs_idx],
             "action": flat["action"][act_idx],
             "reward": flat["reward"][act_idx],
             "terminated": flat["terminated"][act_idx],
-            "mask": t[:, :-1] < ep_len,
+            "mask": index.mask,
         }
 
     def start_states(self) -> np.ndarray:
         """Every episode's reset observation, (N, *obs_shape)."""
         self._require_data()
-        return np.stack([ep["obs"][0] for ep in self.episodes])
+        return np.stack([ep.obs[0] for ep in self.episodes])
 
     def all_states(self) -> np.ndarray:
         """Every recorded observation, (N, *obs_shape)."""

@@ -14,22 +14,33 @@ import torch
 from gymnasium import spaces
 
 from genrl.data.dataset import RolloutDataset
+from genrl.dream.render import render_bars
 from genrl.errors import GenrlError
 from genrl.model.world_model import WorldModel
+from genrl.util.checks import check_choice, check_float, check_int
+from genrl.util.device import resolve_device, same_device
+from genrl.util.seeding import fresh_seed
 from genrl.util.spaces import check_spaces_match
 
 ObsMode = Literal["decoded", "latent"]
 StartMode = Literal["initial", "any"]
 
 
-def as_model(model: WorldModel | str | os.PathLike, device: str | torch.device | None) -> WorldModel:
-    """A WorldModel instance, or one loaded from a saved folder, on ``device`` (CUDA when present)."""
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+def as_model(model: WorldModel | str | os.PathLike, device: str | torch.device | None = "auto") -> WorldModel:
+    """A WorldModel instance as it is, or one loaded from a saved folder onto ``device``.
+
+    An instance is never moved: ``"auto"`` keeps it where it is, and any other device must be
+    the one it is on (the caller moves their own model, with ``model.to``).
+    """
     if isinstance(model, WorldModel):
-        return model.to(device)
+        if device not in (None, "auto") and not same_device(model.device, resolve_device(device)):
+            raise GenrlError(
+                f"the world model is on {model.device}: expected device='auto' or {str(model.device)!r}, "
+                f"got {str(device)!r} (move it first with model.to({str(device)!r}))"
+            )
+        return model
     if isinstance(model, (str, os.PathLike)):
-        return WorldModel.load(model, device=device)
+        return WorldModel.load(model, device=device or "auto")
     raise GenrlError(f"model must be a WorldModel or the path of a saved one, got {type(model).__name__}")
 
 
@@ -57,18 +68,12 @@ class DreamBatch:
         start: StartMode = "initial",
         seed: int | None = None,
     ):
-        if obs_mode not in ("decoded", "latent"):
-            raise GenrlError(f"obs_mode must be 'decoded' or 'latent', got {obs_mode!r}")
-        if start not in ("initial", "any"):
-            raise GenrlError(f"start must be 'initial' or 'any', got {start!r}")
-        if int(horizon) < 1:
-            raise GenrlError(f"horizon must be a positive integer, got {horizon!r}")
-        if int(n) < 1:
-            raise GenrlError(f"the number of dreams must be a positive integer, got {n!r}")
-        if temperature < 0:
-            raise GenrlError(f"temperature must be >= 0, got {temperature!r}")
-        self.model, self.n, self.horizon = model, int(n), int(horizon)
-        self.obs_mode, self.temperature, self.start = obs_mode, float(temperature), start
+        self.obs_mode = check_choice(obs_mode, "obs_mode", ("decoded", "latent"))
+        self.start = check_choice(start, "start", ("initial", "any"))
+        self.horizon = check_int(horizon, "horizon", 1)
+        self.n = check_int(n, "the number of dreams", 1)
+        self.temperature = check_float(temperature, "temperature", 0.0)
+        self.model = model
         self.dataset = dataset
         self._pool: torch.Tensor | None = None
         self._pool_episodes = 0
@@ -98,9 +103,7 @@ class DreamBatch:
 
         Never ``torch.seed()``: that would reseed torch's global generator for everyone else.
         """
-        if seed is None:
-            seed = int(np.random.default_rng().integers(2**63 - 1))
-        self.generator.manual_seed(int(seed))
+        self.generator.manual_seed(fresh_seed(seed))
 
     def _start_pool(self) -> torch.Tensor:
         if self.dataset is not None and len(self.dataset):
@@ -152,18 +155,3 @@ class DreamBatch:
         if self.obs_mode == "decoded":
             return render_bars(obs - self.model.obs_mean.cpu().numpy(), self.model.obs_std.cpu().numpy())
         return render_bars(obs, np.ones_like(obs))
-
-
-def render_bars(obs: np.ndarray, scale: np.ndarray, size: int = 200) -> np.ndarray:
-    """An RGB picture of a vector observation: one bar per dimension, zero in the middle."""
-    values = np.clip(np.asarray(obs, dtype=np.float64).ravel() / (3.0 * scale.ravel()), -1.0, 1.0)
-    image = np.full((size, size, 3), 255, dtype=np.uint8)
-    width = max(1, size // max(1, len(values)))
-    mid = size // 2
-    image[mid, :] = 0
-    for i, v in enumerate(values):
-        top, bottom = sorted((mid, int(mid - v * (mid - 1))))
-        image[top : bottom + 1, i * width + 1 : (i + 1) * width - 1] = (
-            (40, 90, 200) if v >= 0 else (200, 70, 40)
-        )
-    return image

@@ -24,6 +24,10 @@ class DreamEnv(gym.Env):
 
     ``reset(options={"initial_obs": obs})`` starts from a given real observation instead of a
     sampled start state.
+
+    :param model: a :class:`WorldModel`, or the folder of a saved one
+    :param device: ``"auto"`` keeps a model instance where it is (a saved one loads onto CUDA
+        when present); another device must be the instance's own: a model is never moved
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 30}
@@ -36,7 +40,7 @@ class DreamEnv(gym.Env):
         obs_mode: ObsMode = "decoded",
         temperature: float = 1.0,
         start: StartMode = "initial",
-        device: str | torch.device | None = "cpu",
+        device: str | torch.device = "auto",
         render_mode: str | None = None,
     ):
         if render_mode not in (None, "rgb_array"):

@@ -23,6 +23,11 @@ class DreamVecEnv(VecEnv):
     once, the observation returned is the new episode's first, and ``infos[i]`` carries
     ``terminal_observation`` and ``TimeLimit.truncated``. ``infos[i]["uncertainty"]`` is the
     predictive std of each step.
+
+    :param model: a :class:`WorldModel`, or the folder of a saved one
+    :param device: ``"auto"`` keeps a model instance where it is (a saved one loads onto CUDA
+        when present); another device must be the instance's own: a model is never moved
+    :param seed: seeds start states and the dynamics' noise; None draws fresh entropy
     """
 
     def __init__(
@@ -34,7 +39,7 @@ class DreamVecEnv(VecEnv):
         obs_mode: ObsMode = "decoded",
         temperature: float = 1.0,
         start: StartMode = "initial",
-        device: str | torch.device | None = None,
+        device: str | torch.device = "auto",
         seed: int | None = None,
     ):
         self.model = as_model(model, device)

@@ -49,9 +49,9 @@ class LinearDynamics:
     def fit(self, dataset: RolloutDataset) -> LinearDynamics:
         if not len(dataset) or dataset.num_steps == 0:
             raise GenrlError("expected episodes to fit the linear baseline on, got an empty dataset")
-        obs = np.concatenate([ep["obs"][:-1].reshape(len(ep["action"]), -1) for ep in dataset.episodes])
-        nxt = np.concatenate([ep["obs"][1:].reshape(len(ep["action"]), -1) for ep in dataset.episodes])
-        actions = np.concatenate([ep["action"] for ep in dataset.episodes])
+        obs = np.concatenate([ep.obs[:-1].reshape(ep.length, -1) for ep in dataset.episodes])
+        nxt = np.concatenate([ep.obs[1:].reshape(ep.length, -1) for ep in dataset.episodes])
+        actions = np.concatenate([ep.action for ep in dataset.episodes])
         self.mean = obs.mean(0)
         self.std = np.maximum(obs.std(0), 1e-3)
         x = self._features(obs, actions)

@@ -17,6 +17,7 @@ from torch.nn import functional as F
 
 from genrl.errors import GenrlError
 from genrl.model.networks import mlp
+from genrl.util.seeding import fresh_seed, seeded
 
 
 @dataclass
@@ -30,7 +31,7 @@ def realism_critic(
     real: np.ndarray,
     dreamed: np.ndarray,
     groups: np.ndarray,
-    seed: int = 0,
+    seed: int | None = None,
     steps: int = 400,
     hidden: int = 64,
 ) -> CriticResult:
@@ -40,6 +41,7 @@ def realism_critic(
     :param dreamed: (N, F) features of the dreamed clip paired with each real one
     :param groups: (N,) the episode each pair comes from; episodes, not clips, are split, so the
         critic is tested on episodes it has not seen
+    :param seed: seeds the split and the discriminator; None draws one
     """
     real, dreamed = np.asarray(real, dtype=np.float32), np.asarray(dreamed, dtype=np.float32)
     groups = np.asarray(groups)
@@ -48,6 +50,7 @@ def realism_critic(
             f"expected real and dreamed features of one shape (N, F) and N groups, got {real.shape}, "
             f"{dreamed.shape} and {groups.shape}"
         )
+    seed = fresh_seed(seed)
     rng = np.random.default_rng(seed)
     unique = rng.permutation(np.unique(groups))
     test_groups = unique[: len(unique) // 2]
@@ -62,8 +65,7 @@ def realism_critic(
     x_train = torch.as_tensor((x_train - mean) / std)
     y_train = torch.as_tensor(y_train)
     gen = torch.Generator().manual_seed(seed)
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
+    with seeded(seed):
         net = mlp(real.shape[1], hidden, 1)
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-3, weight_decay=1e-4)
     for _ in range(steps):

@@ -20,7 +20,6 @@ writes the result as markdown, PNG plots and TensorBoard scalars.
 
 from __future__ import annotations
 
-import numbers
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -30,14 +29,18 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from genrl.data.collect import as_policy, collect, make_env
+from genrl.data.collect import as_policy, collect
 from genrl.data.dataset import RolloutDataset
+from genrl.data.envs import make_env
+from genrl.data.episode import cut_windows
 from genrl.dream.batch import DreamBatch, as_model
 from genrl.errors import GenrlError
 from genrl.evaluation.baselines import LinearDynamics, RepeatLast
 from genrl.evaluation.critic import realism_critic
 from genrl.evaluation.metrics import precision_recall, roc_auc
 from genrl.model.world_model import WorldModel
+from genrl.util.checks import check_int
+from genrl.util.seeding import fresh_seed
 from genrl.util.spaces import ActionCodec
 
 PREDICTORS = ("model", "repeat last", "linear")
@@ -75,7 +78,7 @@ def evaluate(
     temperatures: Sequence[float] = (0.0, 0.5, 1.0, 1.15, 1.5),
     clip_length: int = 16,
     max_windows: int = 2000,
-    seed: int = 0,
+    seed: int | None = None,
 ) -> EvaluationReport:
     """Evaluate ``model`` on the held-out episodes of ``dataset``; see the module's docstring.
 
@@ -84,36 +87,26 @@ def evaluate(
         are compared with dreams from the same start states and which join the held-out data
     :param horizon: the longest open-loop prediction, in steps
     :param max_windows: open-loop windows sampled from the held-out steps
+    :param seed: seeds the real episodes, the sampled windows, the dreams and the critic; None
+        draws one (recorded in ``report.data["seed"]``)
     """
+    seed = fresh_seed(seed)
     # A model object stays on its device; a saved one is evaluated on the CPU.
-    model = as_model(model, model.device if isinstance(model, WorldModel) else "cpu")
-    if not isinstance(dataset, RolloutDataset):
-        raise GenrlError(f"expected a RolloutDataset to evaluate on, got {type(dataset).__name__}")
-    dataset.check_spaces(model.observation_space, model.action_space)
+    model = as_model(model, "auto" if isinstance(model, WorldModel) else "cpu")
     sizes = {"episodes": episodes, "horizon": horizon, "clip_length": clip_length, "max_windows": max_windows}
-    for name, value in sizes.items():
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-            raise GenrlError(f"evaluate {name}: expected an integer >= 1, got {value!r}")
-    if policy is not None and env is None:
-        raise GenrlError("expected env (an id or a gymnasium.Env) to compare the policy's dream with reality")
+    _check_arguments(model, dataset, policy, env, sizes)
     model.eval()
     held = model.held_out_episodes(dataset)
     trained = sorted(set(range(len(dataset))) - set(held))
     report = EvaluationReport(trained_steps=int(model.trained_steps))
-    report.data = {"dataset_held_out_episodes": len(held), "dataset_training_episodes": len(trained)}
+    report.data = {
+        "dataset_held_out_episodes": len(held),
+        "dataset_training_episodes": len(trained),
+        "seed": seed,
+    }
     evaluation = dataset.subset(held)
     if policy is not None:
-        fresh, returns, max_steps = _play(env, model, policy, int(episodes), seed)
-        for ep in fresh.episodes:
-            evaluation.add_episode(**ep)  # fresh from the real env: never trained on
-        report.data["fresh_episodes"] = len(fresh)
-        report.data["real_returns"] = [float(r) for r in returns]
-        report.gap = _dream_gap(model, policy, fresh, returns, temperatures, max_steps, seed)
-        for row in report.gap:
-            t = f"{row['temperature']:g}"
-            report.scalars[f"dream_gap/t{t}/dream_return"] = row["dream_return"]
-            report.scalars[f"dream_gap/t{t}/gap"] = row["gap"]
-        report.scalars["dream_gap/real_return"] = float(np.mean(returns))
+        _against_reality(model, policy, env, int(episodes), temperatures, seed, evaluation, report)
     if not len(evaluation):
         raise GenrlError(
             f"expected held-out episodes to evaluate on, but the model trained on all {len(dataset)} "
@@ -132,7 +125,43 @@ def evaluate(
     return report
 
 
+def _check_arguments(
+    model: WorldModel, dataset: RolloutDataset, policy: Any, env: Any, sizes: dict[str, Any]
+) -> None:
+    if not isinstance(dataset, RolloutDataset):
+        raise GenrlError(f"expected a RolloutDataset to evaluate on, got {type(dataset).__name__}")
+    dataset.check_spaces(model.observation_space, model.action_space)
+    for name, value in sizes.items():
+        check_int(value, f"evaluate {name}", 1)
+    if policy is not None and env is None:
+        raise GenrlError("expected env (an id or a gymnasium.Env) to compare the policy's dream with reality")
+
+
 # ---- the parts ---------------------------------------------------------------------------------
+
+
+def _against_reality(
+    model: WorldModel,
+    policy: Any,
+    env: str | gym.Env,
+    episodes: int,
+    temperatures: Sequence[float],
+    seed: int,
+    evaluation: RolloutDataset,
+    report: EvaluationReport,
+) -> None:
+    """Play fresh real episodes (they join ``evaluation``) and dream from the same start states."""
+    fresh, returns, max_steps = _play(env, model, policy, episodes, seed)
+    for ep in fresh.episodes:
+        evaluation.add(ep)  # fresh from the real env: never trained on
+    report.data["fresh_episodes"] = len(fresh)
+    report.data["real_returns"] = [float(r) for r in returns]
+    report.gap = _dream_gap(model, policy, fresh, returns, temperatures, max_steps, seed)
+    for row in report.gap:
+        t = f"{row['temperature']:g}"
+        report.scalars[f"dream_gap/t{t}/dream_return"] = row["dream_return"]
+        report.scalars[f"dream_gap/t{t}/gap"] = row["gap"]
+    report.scalars["dream_gap/real_return"] = float(np.mean(returns))
 
 
 def _standardise(model: WorldModel, flat_obs: np.ndarray) -> np.ndarray:
@@ -153,13 +182,13 @@ def _teacher_forced(model: WorldModel, data: RolloutDataset, report: EvaluationR
     nll, reward_err, logits, terminated = [], [], [], []
     for ep in data.episodes:
         out = model.predict_sequence(
-            torch.as_tensor(ep["obs"], device=model.device)[None],
-            torch.as_tensor(ep["action"], device=model.device)[None],
+            torch.as_tensor(ep.obs, device=model.device)[None],
+            torch.as_tensor(ep.action, device=model.device)[None],
         )
         nll.append(out.nll[0].cpu().numpy())
-        reward_err.append(out.reward[0].cpu().numpy() - ep["reward"])
+        reward_err.append(out.reward[0].cpu().numpy() - ep.reward)
         logits.append(out.termination_logit[0].cpu().numpy())
-        terminated.append(ep["terminated"])
+        terminated.append(ep.terminated)
     nll_all, err, logit, label = map(np.concatenate, (nll, reward_err, logits, terminated))
     report.scalars["nll/per_step"] = float(nll_all.mean())
     report.scalars["nll/per_latent_dim"] = float(nll_all.mean() / model.config.latent_dim)
@@ -176,30 +205,15 @@ def _windows(
     data: RolloutDataset, horizon: int, max_windows: int, rng: np.random.Generator, full_only: bool = False
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Sampled windows: obs (N, H+1, D), actions (N, H, ...), valid (N, H) and episode (N,)."""
-    starts = [
-        (e, t)
-        for e, ep in enumerate(data.episodes)
-        for t in range(len(ep["action"]) - (horizon - 1 if full_only else 0))
-    ]
+    shorter = horizon - 1 if full_only else 0
+    starts = [(e, t) for e, ep in enumerate(data.episodes) for t in range(ep.length - shorter)]
     if not starts:
-        return (
-            np.zeros((0, horizon + 1, 1)),
-            np.zeros((0, horizon)),
-            np.zeros((0, horizon), bool),
-            np.zeros(0),
-        )
-    pick = rng.choice(len(starts), size=min(max_windows, len(starts)), replace=False)
-    obs, actions, valid, episode = [], [], [], []
-    for i in np.sort(pick):
-        e, t0 = starts[i]
-        ep = data.episodes[e]
-        length = len(ep["action"])
-        steps = np.minimum(t0 + np.arange(horizon + 1), length)
-        obs.append(ep["obs"][steps].reshape(horizon + 1, -1))
-        actions.append(ep["action"][np.minimum(steps[:-1], length - 1)])
-        valid.append(t0 + np.arange(1, horizon + 1) <= length)
-        episode.append(e)
-    return np.stack(obs), np.stack(actions), np.stack(valid), np.array(episode)
+        empty = np.zeros((0, horizon))
+        return np.zeros((0, horizon + 1, 1)), empty, empty.astype(bool), np.zeros(0)
+    pick = np.sort(rng.choice(len(starts), size=min(max_windows, len(starts)), replace=False))
+    episode, start = np.array([starts[i] for i in pick]).T
+    windows = cut_windows(data.episodes, episode, start, horizon)
+    return windows.obs.reshape(len(pick), horizon + 1, -1), windows.action, windows.mask, episode
 
 
 @torch.inference_mode()
@@ -210,13 +224,10 @@ def _model_rollout(
     generator = torch.Generator(device=model.device).manual_seed(seed)
     shape = (len(first_obs), *model.observation_space.shape)
     z = model.encode(torch.as_tensor(first_obs, dtype=torch.float32, device=model.device).reshape(shape))
-    h = model.initial_state(len(first_obs))
     act = torch.as_tensor(actions, device=model.device)
-    out = []
-    for k in range(actions.shape[1]):
-        step = model.step(z, h, act[:, k], temperature, generator)
-        z, h = step.z, step.h
-        out.append(model.decode(z).reshape(len(first_obs), -1))
+    dream = model.unroll(z, model.initial_state(len(first_obs)), act, temperature, generator)
+    # Decoded step by step, as a dream decodes them.
+    out = [model.decode(dream.z[:, k]).reshape(len(first_obs), -1) for k in range(actions.shape[1])]
     return torch.stack(out, 1).cpu().numpy()
 
 
@@ -306,7 +317,7 @@ def _play(
     finally:
         if isinstance(env, str):
             real.close()
-    return data, list(data.episode_returns()), int(limit or max(len(ep["action"]) for ep in data.episodes))
+    return data, list(data.episode_returns()), int(limit or max(ep.length for ep in data.episodes))
 
 
 def _dream_gap(

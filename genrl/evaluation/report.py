@@ -98,9 +98,17 @@ def _fmt(value: float) -> str:
 
 
 def to_markdown(report: EvaluationReport, images: list[str] | None = None) -> str:
-    s, d = report.scalars, report.data
-    fresh = d.get("fresh_episodes", 0)
-    lines = [
+    """The report as markdown: the data, then one section per part, then the plots."""
+    lines = _data_section(report) + _open_loop_section(report) + _heads_section(report)
+    lines += _critic_section(report) + _gap_section(report)
+    if images:
+        lines += ["", "## Plots", ""] + [f"![{Path(i).stem}]({i})" for i in images]
+    return "\n".join(lines) + "\n"
+
+
+def _data_section(report: EvaluationReport) -> list[str]:
+    d, fresh = report.data, report.data.get("fresh_episodes", 0)
+    return [
         "# World-model evaluation",
         "",
         f"Model after {report.trained_steps} training steps. Held-out data only: "
@@ -109,6 +117,12 @@ def to_markdown(report: EvaluationReport, images: list[str] | None = None) -> st
         + (f" and {fresh} fresh real episodes played by the policy." if fresh else "."),
         "Errors are mean squared errors of standardised observations (each dimension divided by "
         "the training data's standard deviation).",
+    ]
+
+
+def _open_loop_section(report: EvaluationReport) -> list[str]:
+    s, d = report.scalars, report.data
+    lines = [
         "",
         "## Open-loop prediction error (compounding error)",
         "",
@@ -141,7 +155,12 @@ def to_markdown(report: EvaluationReport, images: list[str] | None = None) -> st
     for name in PREDICTORS:
         last = report.curves[f"open_loop_dims/{name}"][-1]
         lines.append(f"| {name} | " + " | ".join(_fmt(v) for v in last) + " |")
-    lines += [
+    return lines
+
+
+def _heads_section(report: EvaluationReport) -> list[str]:
+    s = report.scalars
+    return [
         "",
         "## One-step heads (teacher forced on the real history)",
         "",
@@ -155,6 +174,12 @@ def to_markdown(report: EvaluationReport, images: list[str] | None = None) -> st
         f"| termination recall | {_fmt(s['termination/recall'])} |",
         f"| termination AUROC | {_fmt(s['termination/auroc'])} |",
         f"| terminal steps in the data | {int(s['termination/terminal_steps'])} |",
+    ]
+
+
+def _critic_section(report: EvaluationReport) -> list[str]:
+    s, d = report.scalars, report.data
+    lines = [
         "",
         "## Realism critic",
         "",
@@ -172,24 +197,28 @@ def to_markdown(report: EvaluationReport, images: list[str] | None = None) -> st
         acc = s.get(f"critic/{name}_accuracy", float("nan"))
         pairs = s.get(f"critic/{name}_test_pairs")
         lines.append(f"| {label} | {_fmt(100 * acc)}% | {int(pairs) if pairs else 'n/a'} |")
-    if report.gap:
-        lines += [
-            "",
-            "## Dream against reality",
-            "",
-            f"The policy's return in {fresh} real episodes, and in dreams from the same start states.",
-            "",
-            "| temperature | dream return | real return | dream - real | mean per-episode difference |",
-            "| --- | --- | --- | --- | --- |",
-        ]
-        for row in report.gap:
-            lines.append(
-                f"| {row['temperature']:g} | {row['dream_return']:.1f} | {row['real_return']:.1f} | "
-                f"{row['gap']:+.1f} | {row['abs_error_per_episode']:.1f} |"
-            )
-    if images:
-        lines += ["", "## Plots", ""] + [f"![{Path(i).stem}]({i})" for i in images]
-    return "\n".join(lines) + "\n"
+    return lines
+
+
+def _gap_section(report: EvaluationReport) -> list[str]:
+    if not report.gap:
+        return []
+    fresh = report.data.get("fresh_episodes", 0)
+    lines = [
+        "",
+        "## Dream against reality",
+        "",
+        f"The policy's return in {fresh} real episodes, and in dreams from the same start states.",
+        "",
+        "| temperature | dream return | real return | dream - real | mean per-episode difference |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for row in report.gap:
+        lines.append(
+            f"| {row['temperature']:g} | {row['dream_return']:.1f} | {row['real_return']:.1f} | "
+            f"{row['gap']:+.1f} | {row['abs_error_per_episode']:.1f} |"
+        )
+    return lines
 
 
 def _ranges(values: list[int]) -> str:

@@ -1,8 +1,4 @@
-"""The world model's building blocks: observation VAE and the mixture-density head.
-
-The encoder/decoder pair is chosen by observation shape in :func:`build_vae`; a convolutional
-pair for images slots in there without touching the dynamics or the dream.
-"""
+"""Networks the world model is built from: MLPs, and the mixture-density head with its math."""
 
 from __future__ import annotations
 
@@ -12,8 +8,6 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from genrl.errors import GenrlError
-
 
 def mlp(inp: int, hidden: int, out: int, layers: int = 2) -> nn.Sequential:
     dims = [inp] + [hidden] * layers
@@ -21,40 +15,6 @@ def mlp(inp: int, hidden: int, out: int, layers: int = 2) -> nn.Sequential:
     for a, b in zip(dims[:-1], dims[1:], strict=True):
         blocks += [nn.Linear(a, b), nn.SiLU()]
     return nn.Sequential(*blocks, nn.Linear(dims[-1], out))
-
-
-class MLPEncoder(nn.Module):
-    """Flat observation -> (mean, log-variance) of a diagonal Gaussian latent."""
-
-    def __init__(self, obs_shape: tuple[int, ...], latent_dim: int, hidden: int):
-        super().__init__()
-        self.obs_ndim = len(obs_shape)
-        self.net = mlp(math.prod(obs_shape), hidden, 2 * latent_dim)
-
-    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mean, logvar = self.net(obs.flatten(-self.obs_ndim)).chunk(2, dim=-1)
-        return mean, logvar.clamp(-10.0, 4.0)
-
-
-class MLPDecoder(nn.Module):
-    """Latent -> flat observation mean (unit-variance Gaussian likelihood)."""
-
-    def __init__(self, latent_dim: int, obs_shape: tuple[int, ...], hidden: int):
-        super().__init__()
-        self.obs_shape = obs_shape
-        self.net = mlp(latent_dim, hidden, math.prod(obs_shape))
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.net(z).reshape(*z.shape[:-1], *self.obs_shape)
-
-
-def build_vae(obs_shape: tuple[int, ...], latent_dim: int, hidden: int) -> tuple[nn.Module, nn.Module]:
-    """Encoder and decoder for an observation shape."""
-    if len(obs_shape) == 3:
-        raise GenrlError(
-            f"image observations {obs_shape} are not supported yet: expected a vector observation"
-        )
-    return MLPEncoder(obs_shape, latent_dim, hidden), MLPDecoder(latent_dim, obs_shape, hidden)
 
 
 class MixtureDensityHead(nn.Module):

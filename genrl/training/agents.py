@@ -19,7 +19,8 @@ from stable_baselines3.common.vec_env import VecEnv
 
 from genrl.errors import GenrlError
 from genrl.training.presets import load_preset
-from genrl.util.files import atomic_write, brief, check_tensors, one_line
+from genrl.util.checks import describe, one_line
+from genrl.util.files import atomic_write, check_tensors
 
 POLICY_FORMAT = "genrl.policy"
 POLICY_VERSION = 1
@@ -93,7 +94,7 @@ def load_policy(agent: BaseAlgorithm, path: str | Path) -> BaseAlgorithm:
     if meta and (meta.get("format"), meta.get("version")) != (POLICY_FORMAT, str(POLICY_VERSION)):
         raise GenrlError(
             f"{path}: expected a {POLICY_FORMAT} file of version {POLICY_VERSION}, "
-            f"got format {brief(meta.get('format'))} version {brief(meta.get('version'))}"
+            f"got format {describe(meta.get('format'))} version {describe(meta.get('version'))}"
         )
     check_tensors(state, agent.policy.state_dict(), mismatch)
     agent.policy.load_state_dict(state)

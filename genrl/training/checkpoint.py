@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import shutil
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -30,20 +31,26 @@ from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
 from genrl.errors import GenrlError
 from genrl.model.world_model import WorldModel
-from genrl.util.files import (
-    atomic_write,
-    brief,
-    check_format,
-    one_line,
-    read_json,
-    read_npz,
-    write_json,
-    write_npz,
-)
+from genrl.util.checks import describe, one_line
+from genrl.util.files import atomic_write, check_format, read_json, read_npz, write_json, write_npz
 
 FORMAT = "genrl.checkpoint"
 VERSION = 1
-PHASES = ("collected", "fitted", "done")
+
+
+class Phase(str, Enum):
+    """The phases of an iteration after which the loop writes a checkpoint, in order."""
+
+    COLLECTED = "collected"
+    FITTED = "fitted"
+    DONE = "done"  # the agent trained in the dream and evaluated
+
+    @property
+    def index(self) -> int:
+        return list(Phase).index(self)
+
+
+PHASES = tuple(p.value for p in Phase)
 # SB3 counters that schedules, target updates and exploration read; everything else is in state dicts.
 AGENT_COUNTERS = ("num_timesteps", "_n_updates", "_episode_num", "_n_calls", "_current_progress_remaining")
 BUFFER_ARRAYS = ("observations", "next_observations", "actions", "rewards", "dones", "timeouts")
@@ -55,7 +62,7 @@ class Checkpoint:
 
     path: Path
     iteration: int
-    phase: str
+    phase: Phase
     episodes: int  # dataset episodes recorded when it was written
     real_steps: int
     elapsed_s: float
@@ -75,7 +82,7 @@ class Checkpoint:
             raise GenrlError(
                 f"{self.path}: expected a world model matching the run's config ({first})"
             ) from None
-        model.load_optimizer_state_dict(_load_torch(self.path / "model_optimizer.pt", model.device))
+        model.trainer.load_state_dict(_load_torch(self.path / "model_optimizer.pt", model.device))
         _restore_agent(agent, self)
 
 
@@ -109,7 +116,7 @@ class CheckpointStore:
     def save(
         self,
         iteration: int,
-        phase: str,
+        phase: Phase | str,
         model: WorldModel,
         agent: BaseAlgorithm,
         episodes: int,
@@ -121,13 +128,14 @@ class CheckpointStore:
         """Write a checkpoint after ``phase`` of ``iteration``; returns its folder."""
         if phase not in PHASES:
             raise GenrlError(f"expected a phase in {PHASES}, got {phase!r}")
-        name = f"{iteration:06d}-{PHASES.index(phase)}-{phase}"
+        phase = Phase(phase)
+        name = f"{iteration:06d}-{phase.index}-{phase.value}"
         final = self.path / name
         tmp = self.path / f".tmp-{name}-{os.getpid()}"
         if tmp.exists():
             shutil.rmtree(tmp)
         model.save(tmp / "model")
-        _save_torch(tmp / "model_optimizer.pt", model.optimizer_state_dict())
+        _save_torch(tmp / "model_optimizer.pt", model.trainer.state_dict())
         counters = _save_agent(tmp, agent)
         write_json(
             tmp / "checkpoint.json",
@@ -135,7 +143,7 @@ class CheckpointStore:
                 "format": FORMAT,
                 "version": VERSION,
                 "iteration": int(iteration),
-                "phase": phase,
+                "phase": phase.value,
                 "episodes": int(episodes),
                 "real_steps": int(real_steps),
                 "elapsed_s": float(elapsed_s),
@@ -184,7 +192,7 @@ def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
     return Checkpoint(
         path,
         meta["iteration"],
-        meta["phase"],
+        Phase(meta["phase"]),
         meta["episodes"],
         meta["real_steps"],
         float(meta["elapsed_s"]),
@@ -246,7 +254,7 @@ def _restore_buffer(agent: OffPolicyAlgorithm, file: Path, meta: Any) -> None:
     if not (isinstance(pos, int) and isinstance(full, bool) and 0 <= pos < buffer.buffer_size):
         raise GenrlError(
             f"{file}: expected replay buffer counters {{pos in [0, {buffer.buffer_size}), full}}, "
-            f"got {brief(meta)}"
+            f"got {describe(meta)}"
         )
     filled = buffer.buffer_size if full else pos
     keys = [k for k in BUFFER_ARRAYS if getattr(buffer, k, None) is not None]

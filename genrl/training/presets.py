@@ -8,7 +8,7 @@ from typing import Any, Literal
 import yaml
 
 from genrl.errors import GenrlError
-from genrl.util.files import one_line
+from genrl.util.checks import one_line
 
 Kind = Literal["envs", "agents"]
 _PACKAGE = Path(__file__).resolve().parents[1]  # genrl/

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from genrl.errors import GenrlError
+from genrl.util.checks import describe, one_line
 
 
 def _umask() -> int:
@@ -65,13 +66,16 @@ def read_json(path: str | os.PathLike, what: str) -> dict:
     return data
 
 
-def check_format(meta: dict, fmt: str, version: int, path: str | os.PathLike) -> None:
-    """Reject files of another kind or a newer version with a message a user can act on."""
+def check_format(meta: dict, fmt: str, version: int | tuple[int, ...], path: str | os.PathLike) -> int:
+    """The file's version, if it is a ``fmt`` file this genrl reads; else a message a user can act on."""
+    readable = (version,) if isinstance(version, int) else tuple(version)
     if meta.get("format") != fmt:
-        raise GenrlError(f"expected a {fmt} file at {path}, got format {brief(meta.get('format'))}")
+        raise GenrlError(f"expected a {fmt} file at {path}, got format {describe(meta.get('format'))}")
     given = meta.get("version")
-    if isinstance(given, bool) or given != version:
-        raise GenrlError(f"{path} is {fmt} version {brief(given)}; this genrl reads version {version}")
+    if isinstance(given, bool) or given not in readable:
+        versions = " or ".join(map(str, readable))
+        raise GenrlError(f"{path} is {fmt} version {describe(given)}; this genrl reads version {versions}")
+    return int(given)
 
 
 def write_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
@@ -155,7 +159,9 @@ def check_tensors(
     """
     missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
     if missing or unexpected:
-        raise GenrlError(f"{mismatch} (missing tensors {brief(missing)}, unexpected {brief(unexpected)})")
+        raise GenrlError(
+            f"{mismatch} (missing tensors {describe(missing)}, unexpected {describe(unexpected)})"
+        )
     for key, ref in expected.items():
         got = state[key]
         if key in any_length:
@@ -179,14 +185,3 @@ def _dtype_kind(tensor: Any) -> str:
     if tensor.is_complex():
         return "complex"
     return "bool" if str(tensor.dtype) == "torch.bool" else "integer"
-
-
-def brief(value: Any, limit: int = 80) -> str:
-    """``repr(value)`` on one line, shortened: for error messages about values read from files."""
-    text = " ".join(repr(value).split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def one_line(exc: BaseException) -> str:
-    """An exception's message on one line (parsers like YAML's report over several)."""
-    return " ".join(str(exc).split()) or type(exc).__name__

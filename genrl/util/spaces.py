@@ -13,7 +13,7 @@ import torch
 from gymnasium import spaces
 
 from genrl.errors import GenrlError
-from genrl.util.files import brief, one_line
+from genrl.util.checks import describe, is_int, one_line
 
 
 def check_supported(observation_space: spaces.Space, action_space: spaces.Space) -> None:
@@ -74,29 +74,29 @@ def space_from_json(data: Any) -> spaces.Space:
     can neither crash the constructor nor ask for a huge space (a Box's size is its list of bounds).
     """
     if not isinstance(data, dict):
-        raise GenrlError(f"invalid space description: expected a JSON object, got {brief(data)}")
+        raise GenrlError(f"invalid space description: expected a JSON object, got {describe(data)}")
     kind = data.get("type")
     if kind == "Discrete":
         n, start = data.get("n"), data.get("start", 0)
-        if not _is_int(n) or not _is_int(start) or not 1 <= n < 2**63 or not -(2**63) <= start < 2**63 - n:
+        if not is_int(n) or not is_int(start) or not 1 <= n < 2**63 or not -(2**63) <= start < 2**63 - n:
             raise GenrlError(
                 "invalid space description: expected a Discrete with integers n >= 1 and start (int64), "
-                f"got n={brief(n)}, start={brief(start)}"
+                f"got n={describe(n)}, start={describe(start)}"
             )
         return spaces.Discrete(n, start=start)
     if kind != "Box":
-        raise GenrlError(f"invalid space description: expected type Discrete or Box, got {brief(kind)}")
+        raise GenrlError(f"invalid space description: expected type Discrete or Box, got {describe(kind)}")
     shape, dtype = data.get("shape"), data.get("dtype")
-    if not isinstance(shape, list) or not all(_is_int(d) and d >= 1 for d in shape):
+    if not isinstance(shape, list) or not all(is_int(d) and d >= 1 for d in shape):
         raise GenrlError(
-            f"invalid space description: expected a Box shape of integers >= 1, got {brief(shape)}"
+            f"invalid space description: expected a Box shape of integers >= 1, got {describe(shape)}"
         )
     try:
         dtype = np.dtype(dtype) if isinstance(dtype, str) else None
     except (TypeError, ValueError, SyntaxError):  # what numpy's dtype-string parser raises on garbage
         dtype = None
     if dtype is None or dtype.kind not in "biuf":
-        given = brief(data.get("dtype"))
+        given = describe(data.get("dtype"))
         raise GenrlError(f"invalid space description: expected a Box dtype of numbers or bools, got {given}")
     size = math.prod(shape)
     bounds = []
@@ -105,7 +105,7 @@ def space_from_json(data: Any) -> spaces.Space:
         if not isinstance(values, list) or len(values) != size:
             raise GenrlError(
                 f"invalid space description: expected Box {name} as a list of {size} numbers, "
-                f"got {brief(values)}"
+                f"got {describe(values)}"
             )
         try:
             # Numbers, or the strings "inf"/"-inf" that space_to_json writes for unbounded sides.
@@ -113,17 +113,13 @@ def space_from_json(data: Any) -> spaces.Space:
         except (TypeError, ValueError, OverflowError):
             raise GenrlError(
                 f"invalid space description: expected Box {name} as numbers or 'inf'/'-inf', "
-                f"got {brief(values)}"
+                f"got {describe(values)}"
             ) from None
         bounds.append(_cast_bounds(array, dtype, name).reshape(shape))
     try:
         return spaces.Box(bounds[0], bounds[1], shape=tuple(shape), dtype=dtype)
     except ValueError as exc:  # gymnasium's own checks, e.g. low > high
         raise GenrlError(f"invalid space description: {one_line(exc)}") from None
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _bound(value: Any) -> float:
@@ -146,7 +142,7 @@ def _cast_bounds(values: np.ndarray, dtype: np.dtype, name: str) -> np.ndarray:
         expected = f"whole numbers that fit {dtype}"
     if not ok.all():  # NaN fails every comparison
         raise GenrlError(
-            f"invalid space description: expected Box {name} as {expected}, got {brief(values.tolist())}"
+            f"invalid space description: expected Box {name} as {expected}, got {describe(values.tolist())}"
         )
     return values.astype(dtype)
 
@@ -205,16 +201,17 @@ class ActionCodec:
         """Validate one env action, returning it as an array; GenrlError says what was wrong."""
         arr = _as_array(action, "invalid action")
         if self.discrete:
-            if arr.size != 1 or not self._in_range(arr).all():
+            # A scalar, or a vector of one; never a batch or a column ([[1]]) in disguise.
+            if arr.ndim > 1 or arr.size != 1 or not self._in_range(arr).all():
                 raise GenrlError(
-                    f"invalid action: expected an integer in {self.space}, got {_describe(action)}"
+                    f"invalid action: expected an integer in {self.space}, got {describe(action)}"
                 )
             return arr.reshape(()).astype(np.int64)
         if arr.shape != self.space.shape:
-            given = f"shape {arr.shape} ({_describe(action)})"
+            given = f"shape {arr.shape} ({describe(action)})"
             raise GenrlError(f"invalid action: expected shape {self.space.shape}, got {given}")
         if arr.dtype.kind not in "iuf" or not np.all(np.isfinite(arr)):
-            raise GenrlError(f"invalid action: expected finite numbers, got {_describe(action)}")
+            raise GenrlError(f"invalid action: expected finite numbers, got {describe(action)}")
         return arr.astype(np.float32)
 
     def check_batch(self, actions: np.ndarray, what: str = "actions") -> None:
@@ -251,7 +248,7 @@ class ActionCodec:
         if arr.shape != expected and arr.shape[:1] == expected[:1] and arr.size == int(np.prod(expected)):
             arr = arr.reshape(expected)
         if arr.shape != expected:
-            given = f"shape {arr.shape} ({_describe(actions)})"
+            given = f"shape {arr.shape} ({describe(actions)})"
             raise GenrlError(f"invalid {what}: expected shape {expected}, got {given}")
         self.check_batch(arr, what)
         return arr.astype(np.int64, copy=False) if self.discrete else arr
@@ -268,17 +265,4 @@ def _as_array(value: Any, what: str) -> np.ndarray:
     try:
         return np.asarray(value)
     except (ValueError, TypeError):  # e.g. ragged nested lists
-        raise GenrlError(f"{what}: expected an array, got {_describe(value)}, which is not one") from None
-
-
-def _describe(value: Any, limit: int = 100) -> str:
-    """A short one-line rendering of any value, for error messages."""
-    if isinstance(value, np.ndarray):
-        text = np.array2string(value, separator=", ", threshold=8, edgeitems=2, max_line_width=10**6)
-        text = f"array({text}, dtype={value.dtype})"
-    elif isinstance(value, np.generic):
-        text = repr(value.item())
-    else:
-        text = repr(value)
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+        raise GenrlError(f"{what}: expected an array, got {describe(value)}, which is not one") from None

@@ -1,0 +1,121 @@
+"""The world model's settings, in two groups: what the model *is* (its sizes) and how it is fitted.
+
+A flat mapping of both (genrl 0.1.0's ``WorldModelConfig``, and the ``world_model`` section of
+its presets and run configs) splits into the two by name: :func:`split_settings`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from genrl.errors import GenrlError
+from genrl.util.checks import check_choice, check_float, check_int, describe
+
+ENCODERS = ("vae", "identity")
+LR_SCHEDULES = ("constant", "cosine")
+
+
+@dataclass(frozen=True)
+class WorldModelConfig:
+    """Sizes of the networks. ``latent_dim=None`` picks twice the observation size (8 to 64).
+
+    ``encoder="vae"``: a VAE encodes observations into a latent. ``"identity"`` (vector
+    observations): the latent is the standardised observation itself, exact, and the dynamics gain
+    a linear core set by least squares on the first fit, the networks learning what it misses.
+    Precise dynamics matter more than compression for low-dimensional state, as in PETS and MBPO.
+    """
+
+    encoder: str = "vae"
+    latent_dim: int | None = None
+    hidden_dim: int = 128
+    rnn_dim: int = 128
+    num_mixtures: int = 5
+
+    def __post_init__(self) -> None:
+        check_choice(self.encoder, "world model setting encoder", ENCODERS)
+        if self.latent_dim is not None:
+            _set(
+                self, "latent_dim", check_int(self.latent_dim, "world model setting latent_dim", 1, 2**63 - 1)
+            )
+        for name in ("hidden_dim", "rnn_dim", "num_mixtures"):
+            _set(self, name, check_int(getattr(self, name), f"world model setting {name}", 1, 2**63 - 1))
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    """How a world model is fitted: the optimiser, the batches and the weight of each loss.
+
+    ``steps`` gradient steps on a first fit, ``refit_steps`` on each later one (the loop's refits).
+    ``lr_schedule="cosine"``: each fit anneals the learning rate to 1% of ``learning_rate``, for
+    precise dynamics (then fit(n); fit(m) no longer equals fit(n + m)).
+    """
+
+    steps: int = 1000
+    refit_steps: int = 500
+    learning_rate: float = 1e-3
+    lr_schedule: str = "constant"
+    batch_size: int = 32
+    seq_len: int = 32
+    grad_clip: float = 10.0
+    val_every: int = 10  # every val_every-th episode is held out from training
+    kl_weight: float = 1e-3
+    prediction_weight: float = 1.0  # the decoded one-step prediction error
+    open_loop_steps: int = 16  # steps of the open-loop prediction loss (0: off)
+    termination_weight: float = 1.0  # weight of terminal steps in the termination loss (they are rare)
+    nll_beta: float = 0.0  # beta-NLL weighting of the dynamics' likelihood (0: plain NLL)
+
+    def __post_init__(self) -> None:
+        check_choice(self.lr_schedule, "fit setting lr_schedule", LR_SCHEDULES)
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name == "lr_schedule":
+                continue
+            if f.type == "float":
+                _set(self, f.name, check_float(value, f"fit setting {f.name}", 0.0))
+            else:
+                low = 0 if f.name in ("steps", "refit_steps", "open_loop_steps") else 1
+                _set(self, f.name, check_int(value, f"fit setting {f.name}", low, 2**63 - 1))
+
+
+# genrl 0.1.0 named the first fit's steps fit_steps, beside the model's sizes.
+_RENAMED = {"fit_steps": "steps"}
+C = TypeVar("C")
+
+
+def split_settings(settings: Any, what: str = "world model settings") -> tuple[dict, dict, int | None]:
+    """A flat mapping of model and fit settings (and ``seed``) -> (model, fit, seed), by name."""
+    if not isinstance(settings, dict):
+        raise GenrlError(f"expected {what} as a mapping, got {describe(settings)}")
+    model_names = {f.name for f in dataclasses.fields(WorldModelConfig)}
+    fit_names = {f.name for f in dataclasses.fields(FitConfig)}
+    model, fit = {}, {}
+    for key, value in settings.items():
+        name = _RENAMED.get(key, key)
+        if name in model_names:
+            model[name] = value
+        elif name in fit_names:
+            fit[name] = value
+        elif key != "seed":
+            known = sorted(model_names | fit_names | {"seed"})
+            raise GenrlError(f"unknown {what} {[key]}; expected some of {known}")
+    seed = settings.get("seed")
+    return model, fit, None if seed is None else check_int(seed, "world model seed", 0)
+
+
+def from_mapping(cls: type[C], data: Any, what: str) -> C:
+    """A settings dataclass from a mapping, unknown keys refused in one line naming them."""
+    if isinstance(data, cls):
+        return data
+    if not isinstance(data, dict):
+        raise GenrlError(f"expected {what} as a mapping, got {describe(data)}")
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names, key=str)
+    if unknown:
+        raise GenrlError(f"unknown {what} {unknown}; expected some of {sorted(names)}")
+    return cls(**data)
+
+
+def _set(obj: Any, name: str, value: Any) -> None:
+    object.__setattr__(obj, name, value)  # frozen dataclasses normalise their own fields once

@@ -1,0 +1,124 @@
+"""The world model's file format: a folder with ``model.json`` and ``weights.safetensors``.
+
+Version 2 (genrl 0.2)::
+
+    model.json          {"format": "genrl.world_model", "version": 2, "seed": int,
+                         "config": {WorldModelConfig}, "fit": {FitConfig},
+                         "observation_space": <space JSON>, "action_space": <space JSON>}
+    weights.safetensors the state dict: encoder.*, decoder.*, dynamics.*, and the buffers
+                        (normalisation, start_states, trained_steps, trained_episodes, obs bounds)
+
+Version 1 (genrl 0.1.0) kept one flat config (sizes, fit settings and seed together) and the
+dynamics' tensors at the top level (``rnn.*``, ``mdn.*``...); it loads unchanged. Loading reads
+JSON and safetensors only: no code in the folder is executed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from genrl.errors import GenrlError
+from genrl.model.config import FitConfig, WorldModelConfig, from_mapping
+from genrl.model.world_model import WorldModel
+from genrl.util.checks import check_int, describe, one_line
+from genrl.util.device import resolve_device
+from genrl.util.files import atomic_write, check_format, check_tensors, read_json, write_json
+from genrl.util.spaces import space_from_json, space_to_json
+
+FORMAT = "genrl.world_model"
+VERSION = 2
+READS = (1, 2)
+# Version 1 kept the dynamics' modules at the top level of the state dict.
+V1_DYNAMICS = ("rnn_in.", "rnn.", "mdn.", "reward_head.", "termination_head.")
+
+
+def save_model(model: WorldModel, path: str | os.PathLike) -> None:
+    """Write ``model.json`` (format, settings, spaces) and ``weights.safetensors`` into a folder."""
+    path = Path(path)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    atomic_write(path / "weights.safetensors", lambda tmp: save_file(state, tmp))
+    write_json(
+        path / "model.json",
+        {
+            "format": FORMAT,
+            "version": VERSION,
+            "seed": model.seed,
+            "config": dataclasses.asdict(model.config),
+            "fit": dataclasses.asdict(model.fit_config),
+            "observation_space": space_to_json(model.observation_space),
+            "action_space": space_to_json(model.action_space),
+        },
+    )
+
+
+def load_model(path: str | os.PathLike, device: str | torch.device = "auto") -> WorldModel:
+    """Load a saved model folder onto ``device`` (``"auto"``: CUDA when present).
+
+    Nothing is allocated for the model before its weights file has been checked against it:
+    a size in model.json that the weights do not back (a flipped digit) is an error, not gigabytes.
+    """
+    path = Path(path)
+    meta_file = path / "model.json"
+    meta = read_json(meta_file, "a genrl world model (model.json)")
+    version = check_format(meta, FORMAT, READS, meta_file)
+    try:
+        args = _model_args(meta, version)
+    except GenrlError as exc:
+        raise GenrlError(f"{meta_file}: {exc}") from None
+    state = _read_weights(path / "weights.safetensors", version)
+    try:
+        with torch.device("meta"):  # the described model's tensor shapes, without allocating them
+            expected = WorldModel(*args[:2], args[2], args[3], seed=args[4]).state_dict()
+    except (RuntimeError, OverflowError) as exc:  # sizes past what torch can even describe
+        raise GenrlError(f"{meta_file}: expected a model of a possible size ({one_line(exc)})") from None
+    check_tensors(
+        state,
+        expected,
+        f"{path / 'weights.safetensors'}: weights do not match the model described in model.json",
+        any_length=("start_states", "trained_episodes"),
+        may_be_infinite=("_obs_low", "_obs_high"),  # the bounds of an unbounded observation space
+    )
+    model = WorldModel(*args[:2], args[2], args[3], seed=args[4])
+    # Their lengths vary, so they cannot load in place.
+    model.start_states = state["start_states"].to(model.start_states.dtype)
+    model.trained_episodes = state["trained_episodes"]
+    model.load_state_dict(state, strict=True)
+    return model.to(resolve_device(device)).eval()
+
+
+def _model_args(meta: dict[str, Any], version: int) -> tuple:
+    """(observation space, action space, config, fit, seed) as model.json of ``version`` gives them."""
+    obs_space = space_from_json(meta.get("observation_space"))
+    act_space = space_from_json(meta.get("action_space"))
+    config = meta.get("config")
+    if not isinstance(config, dict):
+        raise GenrlError(f"expected a config object, got {describe(config)}")
+    if version == 1:  # one flat mapping of sizes, fit settings and seed
+        seed = check_int(config.get("seed", 0), "seed", 0, 2**63 - 1)
+        return obs_space, act_space, {k: v for k, v in config.items() if k != "seed"}, None, seed
+    fit = from_mapping(FitConfig, meta.get("fit"), "fit settings")
+    sizes = from_mapping(WorldModelConfig, config, "world model settings")
+    return obs_space, act_space, sizes, fit, check_int(meta.get("seed"), "seed", 0, 2**63 - 1)
+
+
+def _read_weights(weights: Path, version: int) -> dict[str, torch.Tensor]:
+    if not weights.is_file():
+        raise GenrlError(f"expected model weights at {weights}, found no such file")
+    try:
+        state = load_file(str(weights))  # safetensors checks its header against the file's size
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise GenrlError(
+            f"{weights}: expected a safetensors file, got an unreadable one ({one_line(exc)})"
+        ) from None
+    if version == 1:
+        state = {("dynamics." + k if k.startswith(V1_DYNAMICS) else k): v for k, v in state.items()}
+        # Models saved before genrl recorded their training episodes: none are known.
+        state.setdefault("trained_episodes", torch.zeros((0,), dtype=torch.long))
+    return state

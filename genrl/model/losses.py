@@ -1,0 +1,119 @@
+"""The world model's training losses, on a batch of windows of real episodes.
+
+Per window, with ``m`` the mask of real (not padded) steps, every term a masked mean:
+
+    reconstruction, kl   the VAE's (none for an exact encoder)
+    dynamics_nll         -log p(z_{t+1} | history) / latent_dim, beta-NLL weighted if nll_beta > 0
+    reward, termination  squared error of the standardised reward; weighted BCE of the end
+    prediction           decoded one-step prediction error, in observation space
+    open_loop            decoded error of open_loop_steps steps fed the model's own predictions
+
+``total = sum of the terms``, with ``kl`` and ``prediction`` weighted by the fit settings.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+from torch.nn import functional as F
+
+from genrl.model.config import FitConfig
+from genrl.model.networks import mixture_mean, mixture_nll, mixture_std
+
+if TYPE_CHECKING:
+    from genrl.model.world_model import WorldModel
+
+
+def world_model_losses(
+    model: WorldModel, batch: dict[str, torch.Tensor], fit: FitConfig
+) -> dict[str, torch.Tensor]:
+    """Per-head losses on a batch from :meth:`RolloutDataset.sample_sequences` (as tensors)."""
+    obs = (batch["obs"] - model.obs_mean) / model.obs_std  # (B, L+1, ...)
+    mask = batch["mask"].float()  # (B, L)
+    obs_mask = torch.cat([torch.ones_like(mask[:, :1]), mask], dim=1)
+    mean, logvar = model.encoder(obs)
+    # The dynamics learns on the encoder's means; gradients stop so it cannot reshape the latent.
+    zt = mean.detach()
+    actions = model.actions.encode(batch["action"].flatten(0, 1)).unflatten(0, mask.shape)
+    teacher = _teacher_forced(model, obs, zt, actions, batch, fit)
+    predicted = _open_loop_latents(model, zt, actions, min(fit.open_loop_steps, mask.shape[1]))
+    losses = {}
+    if logvar is not None:  # a VAE; an exact encoder has nothing to learn
+        losses = _vae(model, obs, mean, logvar, obs_mask)
+    losses |= {name: _masked_mean(value, mask) for name, value in teacher.items()}
+    if predicted:  # scored once for all steps: a few large ops instead of many small ones
+        k = len(predicted)
+        decoded = model.decoder(torch.stack(predicted, 1))
+        open_loop = (decoded - obs[:, 1 : k + 1]).pow(2).flatten(2).mean(-1)
+        losses["open_loop"] = _masked_mean(open_loop, mask[:, :k])
+    return losses
+
+
+def total_loss(losses: dict[str, torch.Tensor], fit: FitConfig) -> torch.Tensor:
+    """The weighted sum that a fit minimises."""
+    weights = {"kl": fit.kl_weight, "prediction": fit.prediction_weight}
+    return sum(v * weights.get(k, 1.0) for k, v in losses.items())
+
+
+def _teacher_forced(
+    model: WorldModel,
+    obs: torch.Tensor,
+    zt: torch.Tensor,
+    actions: torch.Tensor,
+    batch: dict[str, torch.Tensor],
+    fit: FitConfig,
+) -> dict[str, torch.Tensor]:
+    """Each step's terms, conditioned on the real history before it: (B, L) each, unmasked."""
+    h = model.dynamics.recur(zt[:, :-1], actions)[0]
+    logits, mu, log_std = model.dynamics.mixture(h, zt[:, :-1], actions)
+    nll = mixture_nll(logits, mu, log_std, zt[:, 1:]) / model.config.latent_dim
+    if fit.nll_beta > 0:
+        # beta-NLL (Seitzer et al., 2022): weighting each step by its predicted variance**beta
+        # keeps the sharpest predictions' huge gradients from drowning the rest; beta=1 trains
+        # the means as squared error would.
+        variance = mixture_std(logits, mu, log_std).detach().pow(2)
+        nll = nll * variance.pow(fit.nll_beta)
+    # Likelihood in latent space alone lets small latent errors become large observation
+    # errors; scoring the decoded mixture mean in observation space keeps predictions sharp there.
+    prediction = (model.decoder(mixture_mean(logits, mu)) - obs[:, 1:]).pow(2).flatten(2).mean(-1)
+    reward_logit, termination_logit = model.dynamics.heads(h, actions, zt[:, 1:])
+    reward_target = (batch["reward"] - model.reward_mean) / model.reward_std
+    termination = F.binary_cross_entropy_with_logits(
+        termination_logit,
+        batch["terminated"].float(),
+        reduction="none",
+        pos_weight=torch.tensor(fit.termination_weight, device=model.device),
+    )
+    return {
+        "dynamics_nll": nll,
+        "reward": (reward_logit - reward_target).pow(2),
+        "termination": termination,
+        "prediction": prediction,
+    }
+
+
+def _open_loop_latents(
+    model: WorldModel, zt: torch.Tensor, actions: torch.Tensor, k: int
+) -> list[torch.Tensor]:
+    """The dynamics fed its own predictions for ``k`` steps, as in a dream, so that errors do not
+    compound (latent overshooting, as in PlaNet): the predicted latent means."""
+    z, h, predicted = zt[:, 0], torch.zeros(zt.shape[0], model.config.rnn_dim, device=zt.device), []
+    for t in range(k):
+        h = model.dynamics.cell(z, h, actions[:, t])
+        z = mixture_mean(*model.dynamics.mixture(h, z, actions[:, t])[:2])
+        predicted.append(z)
+    return predicted
+
+
+def _vae(
+    model: WorldModel, obs: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor, obs_mask: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    z = mean + torch.randn_like(mean) * (0.5 * logvar).exp()
+    recon = (model.decoder(z) - obs).pow(2).flatten(2).mean(-1)
+    kl = 0.5 * (mean.pow(2) + logvar.exp() - 1 - logvar).sum(-1)
+    return {"reconstruction": _masked_mean(recon, obs_mask), "kl": _masked_mean(kl, obs_mask)}
+
+
+def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return (x * mask).sum() / mask.sum().clamp_min(1.0)

@@ -1,0 +1,204 @@
+"""Fitting a world model: optimiser, learning-rate schedule, validation split and logging.
+
+The trainer is apart from the model (as in mbrl-lib): the model only predicts, and the trainer
+changes its weights and the statistics it carries (normalisation, start states, the record of
+the episodes it trained on). ``WorldModel.fit`` keeps one trainer per model, so repeated fits
+continue with the optimizer's state.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from genrl.data.dataset import RolloutDataset
+from genrl.errors import GenrlError
+from genrl.model.losses import total_loss, world_model_losses
+from genrl.util.checks import check_int, describe
+from genrl.util.progress import progress_bar
+from genrl.util.seeding import seeded
+
+if TYPE_CHECKING:
+    from genrl.model.world_model import WorldModel
+
+LOG_EVERY = 50  # fit steps between TensorBoard scalars
+
+
+class Trainer:
+    """Fits ``model`` with its own fit settings (``model.fit_config``)."""
+
+    def __init__(self, model: WorldModel):
+        self.model = model
+        self._optimizer: torch.optim.Optimizer | None = None
+
+    @property
+    def optimizer(self) -> torch.optim.Optimizer:
+        if self._optimizer is None:
+            self._optimizer = torch.optim.Adam(
+                self.model.parameters(), lr=self.model.fit_config.learning_rate
+            )
+        return self._optimizer
+
+    def fit(
+        self,
+        dataset: RolloutDataset,
+        steps: int | None = None,
+        writer: Any | None = None,
+        progress: bool = True,
+    ) -> dict[str, float]:
+        """Train on sequences from ``dataset``; returns held-out losses per head.
+
+        Every ``val_every``-th episode is held out. Normalisation statistics and start states are
+        taken from the data on the first fit. Every step draws from (seed, step), so fit(n); fit(m)
+        equals fit(n + m) under a constant learning rate: a run resumed between any two fits
+        trains exactly as an uninterrupted one.
+
+        :param writer: a ``torch.utils.tensorboard.SummaryWriter`` for ``world_model/*`` scalars
+        """
+        model, c = self.model, self.model.fit_config
+        self._check_dataset(dataset)
+        steps = check_int(steps if steps is not None else c.steps, "fit steps", 0)
+        train, validation = self._split(dataset)
+        if int(model.trained_steps) == 0:
+            set_statistics(model, train)
+            if model.encoder.exact:
+                set_linear_core(model, train)
+        seen = np.union1d(model.trained_episodes.cpu().numpy(), train.episode_digests())
+        model.trained_episodes = torch.as_tensor(seen, dtype=torch.long, device=model.device)
+        model.set_start_states(dataset.start_states())
+        model.train()
+        with seeded(model.seed), progress_bar(steps, "fit world model", "step", disable=not progress) as bar:
+            for i in range(steps):
+                total = self._step(train, i, steps, writer)
+                bar.update(1)
+                bar.set_postfix(loss=f"{total:.3f}", refresh=False)
+        model.eval()
+        with seeded(model.seed):  # the VAE samples: same data, same figures
+            rng = step_rng(model.seed, int(model.trained_steps), "validation")
+            metrics = self.evaluate_losses(validation, rng)
+        if writer is not None:
+            for k, v in metrics.items():
+                writer.add_scalar(f"world_model/val/{k}", v, int(model.trained_steps))
+        return metrics
+
+    def _split(self, dataset: RolloutDataset) -> tuple[RolloutDataset, RolloutDataset]:
+        """(training, validation) episodes; with too few episodes to hold any out, both are all."""
+        every = self.model.fit_config.val_every
+        held_out = [i % every == every - 1 for i in range(len(dataset))]
+        val_idx = [i for i, h in enumerate(held_out) if h]
+        if not val_idx:
+            return dataset, dataset
+        return dataset.subset([i for i, h in enumerate(held_out) if not h]), dataset.subset(val_idx)
+
+    def _step(self, train: RolloutDataset, i: int, steps: int, writer: Any | None) -> float:
+        """One gradient step (step ``i`` of ``steps`` in this fit); returns the total loss."""
+        model, c, optimizer = self.model, self.model.fit_config, self.optimizer
+        rng = step_rng(model.seed, int(model.trained_steps))
+        losses = world_model_losses(model, self._batch(train, rng), c)
+        total = total_loss(losses, c)
+        optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), c.grad_clip)
+        if c.lr_schedule == "cosine":
+            for group in optimizer.param_groups:
+                group["lr"] = c.learning_rate * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * i / steps)))
+        optimizer.step()
+        model.trained_steps += 1
+        step = int(model.trained_steps)
+        if writer is not None and step % LOG_EVERY == 0:
+            for k, v in losses.items():
+                writer.add_scalar(f"world_model/train/{k}", float(v.detach()), step)
+            writer.add_scalar("world_model/train/total", float(total.detach()), step)
+        return total.item()
+
+    def _batch(self, dataset: RolloutDataset, rng: np.random.Generator) -> dict[str, torch.Tensor]:
+        c = self.model.fit_config
+        batch = dataset.sample_sequences(c.batch_size, c.seq_len, rng)
+        return {k: torch.as_tensor(v, device=self.model.device) for k, v in batch.items()}
+
+    @torch.no_grad()
+    def evaluate_losses(
+        self, dataset: RolloutDataset, rng: np.random.Generator, batches: int = 8
+    ) -> dict[str, float]:
+        """Mean per-head losses on sequences sampled from ``dataset``."""
+        totals: dict[str, float] = {}
+        for _ in range(batches):
+            for k, v in world_model_losses(
+                self.model, self._batch(dataset, rng), self.model.fit_config
+            ).items():
+                totals[k] = totals.get(k, 0.0) + float(v) / batches
+        return totals
+
+    def _check_dataset(self, dataset: RolloutDataset) -> None:
+        if not isinstance(dataset, RolloutDataset):
+            raise GenrlError(f"expected a RolloutDataset to fit on, got {type(dataset).__name__}")
+        dataset.check_spaces(self.model.observation_space, self.model.action_space)
+        if dataset.num_steps == 0:
+            raise GenrlError("the dataset is empty: expected at least one episode to fit on")
+
+    # ---- the optimizer's state, for checkpoints ---------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """The optimizer's state, so that a resumed run continues training exactly."""
+        return self.optimizer.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Load an optimizer state from :meth:`state_dict`, checked against this model first."""
+        _check_optimizer_state(state, list(self.model.parameters()))
+        try:
+            self.optimizer.load_state_dict(state)
+        except (ValueError, KeyError, TypeError, RuntimeError, AttributeError, IndexError) as exc:
+            raise GenrlError(
+                f"expected the optimizer state of this world model, got another ({exc})"
+            ) from None
+
+
+def _check_optimizer_state(state: Any, params: list[torch.Tensor]) -> None:
+    """Adam only compares parameter counts; another model's moments would load and fail in fit()."""
+    if not isinstance(state, dict) or not {"state", "param_groups"} <= set(state):
+        raise GenrlError(f"expected the optimizer state of this world model, got {describe(state)}")
+    if not isinstance(state["state"], dict) or not all(isinstance(e, dict) for e in state["state"].values()):
+        raise GenrlError(f"expected the optimizer state of this world model, got {describe(state['state'])}")
+    for index, entry in state["state"].items():
+        shapes = {tuple(v.shape) for k, v in entry.items() if k != "step" and torch.is_tensor(v)}
+        want = tuple(params[index].shape) if isinstance(index, int) and index < len(params) else None
+        if want is None or shapes - {want}:
+            raise GenrlError(
+                "expected the optimizer state of this world model, got another model's "
+                f"(parameter {index} has shape {want}, the state {sorted(shapes)})"
+            )
+
+
+def set_statistics(model: WorldModel, dataset: RolloutDataset) -> None:
+    """Normalisation statistics of observations and rewards, from the data of a first fit."""
+    obs = torch.as_tensor(dataset.all_states())
+    rewards = torch.as_tensor(np.concatenate([ep.reward for ep in dataset.episodes]))
+    model.obs_mean.copy_(obs.mean(0))
+    model.obs_std.copy_(obs.std(0).nan_to_num(1.0).clamp_min(1e-3))
+    model.reward_mean.copy_(rewards.mean())
+    model.reward_std.copy_(rewards.std().nan_to_num(1.0).clamp_min(1e-3))
+
+
+def set_linear_core(model: WorldModel, dataset: RolloutDataset, ridge: float = 1e-3) -> None:
+    """Least-squares linear dynamics of the standardised observation: where training starts."""
+    eps = [ep for ep in dataset.episodes if ep.length]
+    with torch.no_grad():
+        obs = torch.as_tensor(np.concatenate([ep.obs[:-1] for ep in eps]), device=model.device)
+        nxt = torch.as_tensor(np.concatenate([ep.obs[1:] for ep in eps]), device=model.device)
+        act = torch.as_tensor(np.concatenate([ep.action for ep in eps]), device=model.device)
+        z, z_next = model.encode(obs).double(), model.encode(nxt).double()
+        x = torch.cat([z, model.actions.encode(act).double(), torch.ones_like(z[:, :1])], -1)
+        gram = x.T @ x + ridge * len(x) * torch.eye(x.shape[1], dtype=x.dtype, device=x.device)
+        w = torch.linalg.solve(gram, x.T @ (z_next - z))  # (features + 1, latent)
+    model.dynamics.set_linear_core(w[:-1].T.float(), w[-1].float())
+
+
+def step_rng(seed: int, step: int, purpose: str = "train") -> np.random.Generator:
+    """A generator for one fit step, which also seeds torch's (forked) global RNG for that step."""
+    rng = np.random.default_rng([seed % 2**63, step, purpose == "validation"])
+    torch.manual_seed(int(rng.integers(2**63 - 1)))
+    return rng

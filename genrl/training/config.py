@@ -1,0 +1,217 @@
+"""TrainConfig: every setting of a run of the loop, nested as the YAML presets are.
+
+A preset (``envs/NAME.yaml``) and a run's ``config.json`` have the same sections::
+
+    id / env_id, agent, seed, device
+    collect:      initial_steps, steps_per_iteration, collect_fraction, epsilon
+    world_model:  encoder, latent_dim, hidden_dim, rnn_dim, num_mixtures   (WorldModelConfig)
+    fit:          steps, refit_steps, learning_rate, ... loss weights      (FitConfig)
+    dream:        n_envs, horizon, temperature, start
+    train:        iterations, dream_steps, eval_episodes, target_return, keep_checkpoints
+
+Each setting has one home. Flat forms keep working: genrl 0.1.0's ``config.json`` and keyword
+overrides name settings without their section (``iterations=3``, ``fit_steps=100``), and a
+0.1.0 ``world_model`` section may hold fit settings; :func:`route` puts each where it lives.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from genrl.errors import GenrlError
+from genrl.model.config import FitConfig, WorldModelConfig, from_mapping, split_settings
+from genrl.util.checks import check_choice, check_float, check_int, describe
+
+FORMAT = "genrl.train_config"
+VERSION = 2  # 0.1.0 wrote a flat config.json with no format field: version 1
+
+
+@dataclass(frozen=True)
+class CollectSettings:
+    """Real data: random steps before the first fit, then the agent's steps after each iteration."""
+
+    initial_steps: int = 1000
+    steps_per_iteration: int = 1000
+    # Later iterations collect at least this fraction of the real steps so far: a geometric
+    # schedule, so that "steps to reach a return" is resolved to that fraction of itself.
+    collect_fraction: float = 0.0
+    epsilon: float = 0.0  # chance of a random action while the agent collects
+
+    def __post_init__(self) -> None:
+        _fix(self, "initial_steps", check_int(self.initial_steps, "collect initial_steps", 1))
+        _fix(
+            self, "steps_per_iteration", check_int(self.steps_per_iteration, "collect steps_per_iteration", 1)
+        )
+        _fix(self, "collect_fraction", check_float(self.collect_fraction, "collect_fraction", 0.0, 10.0))
+        _fix(self, "epsilon", check_float(self.epsilon, "collect epsilon", 0.0, 1.0))
+
+
+@dataclass(frozen=True)
+class DreamSettings:
+    """The dreams the agent trains in."""
+
+    n_envs: int = 64
+    horizon: int = 500
+    temperature: float = 1.0
+    start: str = "initial"  # "initial": real reset states; "any": any recorded state
+
+    def __post_init__(self) -> None:
+        _fix(self, "n_envs", check_int(self.n_envs, "dream n_envs", 1))
+        _fix(self, "horizon", check_int(self.horizon, "dream horizon", 1))
+        _fix(self, "temperature", check_float(self.temperature, "dream temperature", 0.0))
+        check_choice(self.start, "dream start", ("initial", "any"))
+
+
+@dataclass(frozen=True)
+class LoopSettings:
+    """How long the loop runs and how it is measured (the ``train`` section)."""
+
+    iterations: int = 5
+    dream_steps: int = 50_000  # agent steps in the dream per iteration
+    eval_episodes: int = 20
+    target_return: float | None = None  # stop once the real eval mean reaches this
+    keep_checkpoints: int = 2  # newest run checkpoints kept on disk
+
+    def __post_init__(self) -> None:
+        _fix(self, "iterations", check_int(self.iterations, "train iterations", 1))
+        _fix(self, "dream_steps", check_int(self.dream_steps, "train dream_steps", 1))
+        _fix(self, "eval_episodes", check_int(self.eval_episodes, "train eval_episodes", 1))
+        if self.target_return is not None:
+            _fix(self, "target_return", check_float(self.target_return, "train target_return"))
+        _fix(self, "keep_checkpoints", check_int(self.keep_checkpoints, "keep_checkpoints", 1))
+
+
+SECTIONS = {
+    "collect": CollectSettings,
+    "world_model": WorldModelConfig,
+    "fit": FitConfig,
+    "dream": DreamSettings,
+    "train": LoopSettings,
+}
+TOP = ("env_id", "agent", "seed", "device")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything one run of the loop needs; an ``envs/*.yaml`` preset fills it in."""
+
+    env_id: str
+    agent: str | dict = "ppo"
+    seed: int | None = None  # seeds collection, the model, the dreams and the agent; None: drawn per run
+    device: str = "auto"  # the world model and the dreams (the agent's is its preset's)
+    collect: CollectSettings = field(default_factory=CollectSettings)
+    world_model: WorldModelConfig = field(default_factory=WorldModelConfig)
+    fit: FitConfig = field(default_factory=FitConfig)
+    dream: DreamSettings = field(default_factory=DreamSettings)
+    train: LoopSettings = field(default_factory=LoopSettings)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.env_id, str) or not self.env_id:
+            raise GenrlError(f"env_id: expected a Gymnasium environment id, got {describe(self.env_id)}")
+        if not isinstance(self.agent, (str, dict)):
+            raise GenrlError(f"agent: expected an agent preset name or mapping, got {describe(self.agent)}")
+        if self.seed is not None:
+            # SB3 seeds numpy's legacy generator, which takes seeds below 2**32.
+            _fix(self, "seed", check_int(self.seed, "seed", 0, 2**32 - 1))
+        _fix(self, "device", "auto" if self.device is None else str(self.device))
+        for name, cls in SECTIONS.items():
+            _fix(self, name, from_mapping(cls, getattr(self, name), f"{name} settings"))
+
+    @classmethod
+    def from_dict(cls, data: Any, **overrides: Any) -> TrainConfig:
+        """From a preset, a ``config.json`` (nested, or 0.1.0's flat one) or keyword settings."""
+        if not isinstance(data, dict):
+            raise GenrlError(f"expected training settings as a mapping, got {describe(data)}")
+        data = {k: v for k, v in data.items() if k not in ("format", "version", "name", "description")}
+        if "id" in data:
+            data["env_id"] = data.pop("id")
+        sections = route(data)
+        for key, value in route({k: v for k, v in overrides.items() if v is not None}).items():
+            sections[key] = {**sections[key], **value} if key in SECTIONS else value
+        if not sections.get("env_id"):
+            raise GenrlError("the env preset has no 'id': expected a Gymnasium environment id")
+        return cls(**sections)
+
+    @classmethod
+    def from_preset(cls, preset: dict[str, Any], **overrides: Any) -> TrainConfig:
+        """An env preset's settings, with ``overrides`` (flat names or sections) applied."""
+        return cls.from_dict(preset, **overrides)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The nested JSON form that ``config.json`` holds and :meth:`from_dict` reads back."""
+        return {"format": FORMAT, "version": VERSION, **dataclasses.asdict(self)}
+
+    def replace(self, **settings: Any) -> TrainConfig:
+        """A copy with some settings changed, named flat (``iterations=8``) or by section."""
+        return TrainConfig.from_dict(dataclasses.asdict(self), **settings)
+
+
+def route(flat: dict[str, Any]) -> dict[str, Any]:
+    """Settings named flat or by section -> {top-level name or section: value or dict}."""
+    owner = {name: section for section, cls in SECTIONS.items() for name in _names(cls)}
+    owner.update(fit_steps="fit")
+    for shared in ("steps",):  # too generic to name without its section
+        owner.pop(shared, None)
+    out: dict[str, Any] = {section: {} for section in SECTIONS}
+    unknown = []
+    for key, value in flat.items():
+        if key in TOP:
+            out[key] = value
+        elif key == "world_model":
+            _world_model_section(value, out)
+        elif key in SECTIONS:
+            if not isinstance(value, dict):
+                raise GenrlError(f"{key} settings: expected a mapping, got {describe(value)}")
+            out[key].update(value)
+        elif key in owner:
+            out[owner[key]]["steps" if key == "fit_steps" else key] = value
+        else:
+            unknown.append(key)
+    if unknown:
+        known = sorted([*TOP, *SECTIONS, *owner])
+        raise GenrlError(f"unknown training settings {sorted(unknown, key=str)}; expected some of {known}")
+    return out
+
+
+def _world_model_section(value: Any, out: dict[str, Any]) -> None:
+    """A ``world_model`` mapping, which genrl 0.1.0 let hold fit settings too."""
+    model, fit, seed = split_settings(value, "world model settings")
+    if seed is not None:
+        raise GenrlError("world_model seed: expected the run's seed to seed the model (top-level seed)")
+    out["world_model"].update(model)
+    out["fit"].update(fit)
+
+
+def _names(cls: type) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls)]
+
+
+def _fix(obj: Any, name: str, value: Any) -> None:
+    object.__setattr__(obj, name, value)  # frozen dataclasses normalise their own fields once
+
+
+def resolve_config(env: str, **overrides: Any) -> TrainConfig:
+    """A preset name (``cartpole``), a preset file, or an env id (using its preset when one exists)."""
+    from genrl.data.envs import make_env
+    from genrl.training.presets import available, find_env_preset, load_preset
+
+    if not isinstance(env, str):
+        raise GenrlError(f"env: expected a preset name, a preset file or a Gymnasium id, got {describe(env)}")
+    if env.endswith((".yaml", ".yml")):
+        preset = load_preset("envs", env)
+    else:
+        preset = find_env_preset(env)
+        if preset is None:
+            try:
+                preset = load_preset("envs", env)
+            except GenrlError:
+                try:
+                    make_env(env).close()
+                except GenrlError as exc:
+                    raise GenrlError(
+                        f"{exc}; expected a Gymnasium id or an env preset, one of {available('envs')}"
+                    ) from None
+                preset = {"id": env}
+    return TrainConfig.from_preset(preset, **overrides)

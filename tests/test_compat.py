@@ -1,0 +1,94 @@
+"""Files written by genrl 0.1.0 (tests/fixtures/v0_1_0, made by make_v0_1_0.py at a2556fb) still
+load, predict exactly what 0.1.0 predicted, and a 0.1.0 run resumes as 0.1.0 resumed it."""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import genrl
+from genrl import GenrlError, RolloutDataset, WorldModel
+
+FIXTURES = Path(__file__).parent / "fixtures" / "v0_1_0"
+
+
+def predictions(model: WorldModel, dataset: RolloutDataset) -> dict[str, np.ndarray]:
+    """As make_v0_1_0.py computes them: teacher-forced scores, encodings and one sampled step."""
+    ep = dataset.episodes[0]
+    obs, act = torch.as_tensor(ep.obs)[None], torch.as_tensor(ep.action)[None]
+    seq = model.predict_sequence(obs, act)
+    z = model.encode(obs[0])
+    gen = torch.Generator().manual_seed(7)
+    with torch.no_grad():
+        step = model.step(z[:-1], model.initial_state(len(z))[:-1], act[0], temperature=1.0, generator=gen)
+        decoded = model.decode(step.z)
+    return {
+        "nll": seq.nll.numpy(),
+        "reward": seq.reward.numpy(),
+        "termination_logit": seq.termination_logit.numpy(),
+        "encoded": z.detach().numpy(),
+        "step_z": step.z.numpy(),
+        "step_reward": step.reward.numpy(),
+        "step_uncertainty": step.uncertainty.numpy(),
+        "step_decoded": decoded.numpy(),
+    }
+
+
+def test_a_0_1_0_dataset_loads():
+    dataset = RolloutDataset.load(FIXTURES / "dataset")
+    assert len(dataset) == 12 and dataset.num_steps == 300
+    assert all(
+        isinstance(ep, genrl.Episode) and ep.obs.shape == (ep.length + 1, 4) for ep in dataset.episodes
+    )
+
+
+@pytest.mark.parametrize("name", ["model_vae", "model_identity"])
+def test_a_0_1_0_model_predicts_as_it_did(name):
+    model = WorldModel.load(FIXTURES / name, device="cpu")
+    expected = np.load(FIXTURES / f"{name}_predictions.npz")
+    got = predictions(model, RolloutDataset.load(FIXTURES / "dataset"))
+    for key in expected.files:
+        np.testing.assert_array_equal(got[key], expected[key], err_msg=key)
+    assert model.seed == 0 and int(model.trained_steps) == 20
+    assert model.fit_config.open_loop_steps == 4  # a 0.1.0 fit setting, now in its own group
+
+
+def test_a_0_1_0_model_saved_again_loads_identically(tmp_path):
+    model = WorldModel.load(FIXTURES / "model_vae", device="cpu")
+    model.save(tmp_path / "again")
+    assert json.loads((tmp_path / "again" / "model.json").read_text())["version"] == 2
+    again = WorldModel.load(tmp_path / "again", device="cpu")
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(again.state_dict()[key], value, rtol=0, atol=0)
+
+
+def test_a_0_1_0_run_loads_and_resumes_as_0_1_0_did(tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(FIXTURES / "run", run_dir)
+    run = genrl.load_run(run_dir, device="cpu")
+    assert run.config.env_id == "CartPole-v1" and run.config.train.iterations == 1
+    assert run.config.fit.steps == 30 and run.config.world_model.hidden_dim == 32
+    assert [row["iteration"] for row in run.history] == [0]
+    resumed = genrl.resume(run_dir, progress=False, iterations=2)
+    expected = json.loads((FIXTURES / "run_resumed_history.json").read_text())
+    keys = (
+        "iteration",
+        "real_steps",
+        "eval_return_mean",
+        "eval_return_std",
+        "dream_return_mean",
+        "eval_steps",
+    )
+    assert [{k: r[k] for k in keys} for r in resumed.history] == [{k: r[k] for k in keys} for r in expected]
+    assert resumed.history[1]["world_model_val"] == expected[1]["world_model_val"]
+
+
+def test_a_file_of_an_unknown_version_names_it(tmp_path):
+    shutil.copytree(FIXTURES / "model_vae", tmp_path / "model")
+    meta = json.loads((tmp_path / "model" / "model.json").read_text())
+    (tmp_path / "model" / "model.json").write_text(json.dumps({**meta, "version": 99}))
+    with pytest.raises(GenrlError, match=r"genrl\.world_model version 99; this genrl reads version 1 or 2"):
+        WorldModel.load(tmp_path / "model")
