@@ -44,7 +44,7 @@ class TrainResult:
     agent: BaseAlgorithm
     model: WorldModel
     dataset: RolloutDataset
-    config: TrainConfig | None = None
+    config: TrainConfig
 
     @property
     def final(self) -> dict[str, Any]:
