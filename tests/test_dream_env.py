@@ -215,7 +215,7 @@ def test_step_before_reset_is_an_error(cartpole_model):
         ({"horizon": 2.5}, "horizon: expected an integer >= 1, got 2.5"),
         ({"temperature": -1.0}, "temperature: expected a number >= 0, got -1.0"),
         ({"start": "middle"}, r"start: expected one of \['initial', 'any'\], got 'middle'"),
-        ({"render_mode": "human"}, "render_mode must be None or 'rgb_array'"),
+        ({"render_mode": "human"}, r"render_mode: expected one of \[None, 'rgb_array'\], got 'human'"),
     ],
 )
 def test_bad_settings_are_rejected(cartpole_model, kwargs, match):

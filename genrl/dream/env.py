@@ -13,6 +13,7 @@ from genrl.data.dataset import RolloutDataset
 from genrl.dream.batch import DreamBatch, ObsMode, StartMode, as_model
 from genrl.errors import GenrlError
 from genrl.model.world_model import WorldModel
+from genrl.util.checks import check_choice
 
 
 class DreamEnv(gym.Env):
@@ -43,13 +44,11 @@ class DreamEnv(gym.Env):
         device: str | torch.device = "auto",
         render_mode: str | None = None,
     ):
-        if render_mode not in (None, "rgb_array"):
-            raise GenrlError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
+        self.render_mode = check_choice(render_mode, "render_mode", (None, "rgb_array"))
         self.model = as_model(model, device)
         self.dream = DreamBatch(self.model, 1, dataset, horizon, obs_mode, temperature, start)
         self.observation_space = self.dream.observation_space
         self.action_space = self.dream.action_space
-        self.render_mode = render_mode
         self._obs: np.ndarray | None = None
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):

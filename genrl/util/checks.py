@@ -86,13 +86,6 @@ def check_choice(value: Any, name: str, choices: Collection[Any]) -> Any:
     return value
 
 
-def check_type(value: Any, name: str, kind: type | tuple[type, ...], what: str) -> Any:
-    """``value`` if it is an instance of ``kind`` (described to the user as ``what``)."""
-    if not isinstance(value, kind):
-        raise GenrlError(f"{name}: expected {what}, got {type(value).__name__}")
-    return value
-
-
 def _as_float(value: Any) -> float | None:
     """A real number as a float (inf if too large), or None for anything else, bools included."""
     if not is_real(value):
