@@ -219,7 +219,8 @@ def step_matmuls(model: genrl.WorldModel) -> list[dict[str, Any]]:
             if isinstance(sub, nn.Linear)
         ]
 
-    rnn = model.rnn
+    dynamics = model.dynamics
+    rnn = dynamics.rnn
     if rnn.bidirectional:
         raise ValueError("a bidirectional GRU cannot step one transition at a time")
     gru = []
@@ -230,12 +231,12 @@ def step_matmuls(model: genrl.WorldModel) -> list[dict[str, Any]]:
         gru.append((f"rnn.l{layer}.hidden", rnn.hidden_size, 3 * rnn.hidden_size))
     # In the step's order, so that the matmul loop below touches memory as the step does.
     shapes = [
-        *linears("rnn_in", model.rnn_in),
+        *linears("rnn_in", dynamics.rnn_in),
         *gru,
-        *linears("mdn.net", model.mdn.net),
-        *linears("mdn.linear", model.mdn.linear),
-        *linears("reward_head", model.reward_head),
-        *linears("termination_head", model.termination_head),
+        *linears("mdn.net", dynamics.mdn.net),
+        *linears("mdn.linear", dynamics.mdn.linear),
+        *linears("reward_head", dynamics.reward_head),
+        *linears("termination_head", dynamics.termination_head),
     ]
     return [{"layer": n, "fan_in": i, "fan_out": o, "flops": 2 * i * o} for n, i, o in shapes]
 
@@ -408,7 +409,7 @@ def bench_fit(
     model.fit(data, steps=steps, progress=False)
     sync(device)
     seconds = time.perf_counter() - start
-    c = model.config
+    c = model.fit_config
     return {
         "fit_steps": steps,
         "batch_size": c.batch_size,

@@ -127,3 +127,24 @@ def test_targets_hold_the_median_exact_while_fewer_than_half_the_runs_missed(har
     three_missed = rows(3)  # the median is a missed run's budget: only a lower bound
     assert three_missed["pendulum: genrl median real steps"]["met"] == "NO"
     assert three_missed["pendulum: sac median / genrl median"]["met"] == "NO"
+
+
+def test_the_roofline_counts_every_matmul_of_the_dream_step(cartpole_model):
+    """benchmarks/throughput.py reads the layer shapes from the model's modules: it must follow them."""
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        spec = importlib.util.spec_from_file_location("throughput", BENCHMARKS / "throughput.py")
+        throughput = importlib.util.module_from_spec(spec)
+        sys.modules["throughput"] = throughput  # its dataclasses look their module up there
+        spec.loader.exec_module(throughput)
+    finally:
+        sys.modules.pop("throughput", None)
+        sys.path.remove(str(BENCHMARKS))
+    layers = throughput.step_matmuls(cartpole_model)
+    linear = sum(
+        m.in_features * m.out_features for m in cartpole_model.dynamics.modules() if hasattr(m, "in_features")
+    )
+    gru = cartpole_model.dynamics.rnn
+    gates = 3 * gru.hidden_size * (gru.input_size + gru.hidden_size)
+    assert sum(layer["flops"] for layer in layers) == 2 * (linear + gates)
+    assert layers[0]["layer"].startswith("rnn_in") and layers[-1]["layer"].startswith("termination_head")
