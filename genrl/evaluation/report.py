@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from matplotlib.figure import Figure
 
 from genrl.evaluation.evaluate import PREDICTORS, EvaluationReport
 from genrl.util.files import atomic_write, write_json
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 COLOURS = {"model": "tab:blue", "repeat last": "tab:grey", "linear": "tab:orange"}
 
@@ -233,6 +235,13 @@ def _ranges(values: list[int]) -> str:
 # ---- plots -----------------------------------------------------------------------------------------
 
 
+def _figure(**kwargs: Any) -> Figure:
+    # matplotlib takes about a second to import: only a command that draws pays for it.
+    from matplotlib.figure import Figure
+
+    return Figure(**kwargs)
+
+
 def figures_of(report: EvaluationReport) -> dict[str, Figure]:
     """The report's plots, by file name (without extension)."""
     figures = {"open_loop": _open_loop_figure(report), "open_loop_dims": _dims_figure(report)}
@@ -243,7 +252,7 @@ def figures_of(report: EvaluationReport) -> dict[str, Figure]:
 
 
 def _open_loop_figure(report: EvaluationReport) -> Figure:
-    fig = Figure(figsize=(6, 4))
+    fig = _figure(figsize=(6, 4))
     ax = fig.subplots()
     for name in PREDICTORS:
         curve = report.curves[f"open_loop/{name}"]
@@ -263,7 +272,7 @@ def _dims_figure(report: EvaluationReport) -> Figure:
     dims = report.curves["open_loop_dims/model"].shape[1]
     cols = min(dims, 4)
     rows = -(-dims // cols)
-    fig = Figure(figsize=(3.2 * cols, 2.6 * rows))
+    fig = _figure(figsize=(3.2 * cols, 2.6 * rows))
     axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
     for d in range(dims):
         for name in PREDICTORS:
@@ -283,7 +292,7 @@ def _example_figure(report: EvaluationReport) -> Figure:
     valid = np.concatenate([[True], ex["valid"]])
     true = ex["true"][valid]
     dims = true.shape[1]
-    fig = Figure(figsize=(9, 1.8 * dims + 0.6))
+    fig = _figure(figsize=(9, 1.8 * dims + 0.6))
     axes = fig.subplots(dims, 2, squeeze=False)
     steps = np.arange(len(true))
     for d in range(dims):
@@ -303,7 +312,7 @@ def _example_figure(report: EvaluationReport) -> Figure:
 
 
 def _gap_figure(report: EvaluationReport) -> Figure:
-    fig = Figure(figsize=(6, 4))
+    fig = _figure(figsize=(6, 4))
     ax = fig.subplots()
     temps = [row["temperature"] for row in report.gap]
     ax.plot(temps, [row["dream_return"] for row in report.gap], "o-", label="dream")
