@@ -184,8 +184,12 @@ class _Loop:
         self.iteration, self.phase, self.kept = 0, None, 0
         self.fit_losses: dict[str, float] = {}
         self.dataset = self.model = self.agent = None
-        self._build()
-        self._restore(last)
+        try:
+            self._build()
+            self._restore(last)
+        except BaseException:  # a run that cannot start still closes its writer and envs
+            self.close()
+            raise
 
     def _build(self) -> None:
         cfg = self.cfg
