@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 from genrl.errors import GenrlError
-from genrl.util.checks import check_choice, check_float, check_int, describe
+from genrl.util.checks import check_choice, check_float, check_int, describe, set_field
 
 ENCODERS = ("vae", "identity")
 LR_SCHEDULES = ("constant", "cosine")
@@ -36,11 +36,11 @@ class WorldModelConfig:
     def __post_init__(self) -> None:
         check_choice(self.encoder, "world model setting encoder", ENCODERS)
         if self.latent_dim is not None:
-            _set(
+            set_field(
                 self, "latent_dim", check_int(self.latent_dim, "world model setting latent_dim", 1, 2**63 - 1)
             )
         for name in ("hidden_dim", "rnn_dim", "num_mixtures"):
-            _set(self, name, check_int(getattr(self, name), f"world model setting {name}", 1, 2**63 - 1))
+            set_field(self, name, check_int(getattr(self, name), f"world model setting {name}", 1, 2**63 - 1))
 
 
 @dataclass(frozen=True)
@@ -73,15 +73,14 @@ class FitConfig:
             if f.name == "lr_schedule":
                 continue
             if f.type == "float":
-                _set(self, f.name, check_float(value, f"fit setting {f.name}", 0.0))
+                set_field(self, f.name, check_float(value, f"fit setting {f.name}", 0.0))
             else:
                 low = 0 if f.name in ("steps", "refit_steps", "open_loop_steps") else 1
-                _set(self, f.name, check_int(value, f"fit setting {f.name}", low, 2**63 - 1))
+                set_field(self, f.name, check_int(value, f"fit setting {f.name}", low, 2**63 - 1))
 
 
 # genrl 0.1.0 named the first fit's steps fit_steps, beside the model's sizes.
 _RENAMED = {"fit_steps": "steps"}
-C = TypeVar("C")
 
 
 def split_settings(settings: Any, what: str = "world model settings") -> tuple[dict, dict, int | None]:
@@ -102,20 +101,3 @@ def split_settings(settings: Any, what: str = "world model settings") -> tuple[d
             raise GenrlError(f"unknown {what} {[key]}; expected some of {known}")
     seed = settings.get("seed")
     return model, fit, None if seed is None else check_int(seed, "world model seed", 0)
-
-
-def from_mapping(cls: type[C], data: Any, what: str) -> C:
-    """A settings dataclass from a mapping, unknown keys refused in one line naming them."""
-    if isinstance(data, cls):
-        return data
-    if not isinstance(data, dict):
-        raise GenrlError(f"expected {what} as a mapping, got {describe(data)}")
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names, key=str)
-    if unknown:
-        raise GenrlError(f"unknown {what} {unknown}; expected some of {sorted(names)}")
-    return cls(**data)
-
-
-def _set(obj: Any, name: str, value: Any) -> None:
-    object.__setattr__(obj, name, value)  # frozen dataclasses normalise their own fields once

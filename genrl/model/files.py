@@ -25,9 +25,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from genrl.errors import GenrlError
-from genrl.model.config import FitConfig, WorldModelConfig, from_mapping
+from genrl.model.config import FitConfig, WorldModelConfig
 from genrl.model.world_model import WorldModel
-from genrl.util.checks import check_int, describe, one_line
+from genrl.util.checks import check_int, describe, from_mapping, one_line
 from genrl.util.device import resolve_device
 from genrl.util.files import atomic_write, check_format, check_tensors, read_json, write_json
 from genrl.util.spaces import space_from_json, space_to_json

@@ -27,10 +27,11 @@ from gymnasium import spaces
 from torch import nn
 
 from genrl.data.dataset import RolloutDataset
-from genrl.model.config import FitConfig, WorldModelConfig, from_mapping, split_settings
+from genrl.model.config import FitConfig, WorldModelConfig, split_settings
 from genrl.model.dynamics import LatentDynamics
 from genrl.model.encoders import build_encoder, latent_size
 from genrl.model.networks import mixture_nll, mixture_sample, mixture_std
+from genrl.util.checks import from_mapping
 from genrl.util.seeding import fresh_seed, seeded
 from genrl.util.spaces import ActionCodec, check_spaces_match, check_supported
 

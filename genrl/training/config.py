@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from genrl.errors import GenrlError
-from genrl.model.config import FitConfig, WorldModelConfig, from_mapping, split_settings
-from genrl.util.checks import check_choice, check_float, check_int, describe
+from genrl.model.config import FitConfig, WorldModelConfig, split_settings
+from genrl.util.checks import check_choice, check_float, check_int, describe, from_mapping, set_field
 
 FORMAT = "genrl.train_config"
 VERSION = 2  # 0.1.0 wrote a flat config.json with no format field: version 1
@@ -40,12 +40,12 @@ class CollectSettings:
     epsilon: float = 0.0  # chance of a random action while the agent collects
 
     def __post_init__(self) -> None:
-        _fix(self, "initial_steps", check_int(self.initial_steps, "collect initial_steps", 1))
-        _fix(
+        set_field(self, "initial_steps", check_int(self.initial_steps, "collect initial_steps", 1))
+        set_field(
             self, "steps_per_iteration", check_int(self.steps_per_iteration, "collect steps_per_iteration", 1)
         )
-        _fix(self, "collect_fraction", check_float(self.collect_fraction, "collect_fraction", 0.0, 10.0))
-        _fix(self, "epsilon", check_float(self.epsilon, "collect epsilon", 0.0, 1.0))
+        set_field(self, "collect_fraction", check_float(self.collect_fraction, "collect_fraction", 0.0, 10.0))
+        set_field(self, "epsilon", check_float(self.epsilon, "collect epsilon", 0.0, 1.0))
 
 
 @dataclass(frozen=True)
@@ -58,9 +58,9 @@ class DreamSettings:
     start: str = "initial"  # "initial": real reset states; "any": any recorded state
 
     def __post_init__(self) -> None:
-        _fix(self, "n_envs", check_int(self.n_envs, "dream n_envs", 1))
-        _fix(self, "horizon", check_int(self.horizon, "dream horizon", 1))
-        _fix(self, "temperature", check_float(self.temperature, "dream temperature", 0.0))
+        set_field(self, "n_envs", check_int(self.n_envs, "dream n_envs", 1))
+        set_field(self, "horizon", check_int(self.horizon, "dream horizon", 1))
+        set_field(self, "temperature", check_float(self.temperature, "dream temperature", 0.0))
         check_choice(self.start, "dream start", ("initial", "any"))
 
 
@@ -75,12 +75,12 @@ class LoopSettings:
     keep_checkpoints: int = 2  # newest run checkpoints kept on disk
 
     def __post_init__(self) -> None:
-        _fix(self, "iterations", check_int(self.iterations, "train iterations", 1))
-        _fix(self, "dream_steps", check_int(self.dream_steps, "train dream_steps", 1))
-        _fix(self, "eval_episodes", check_int(self.eval_episodes, "train eval_episodes", 1))
+        set_field(self, "iterations", check_int(self.iterations, "train iterations", 1))
+        set_field(self, "dream_steps", check_int(self.dream_steps, "train dream_steps", 1))
+        set_field(self, "eval_episodes", check_int(self.eval_episodes, "train eval_episodes", 1))
         if self.target_return is not None:
-            _fix(self, "target_return", check_float(self.target_return, "train target_return"))
-        _fix(self, "keep_checkpoints", check_int(self.keep_checkpoints, "keep_checkpoints", 1))
+            set_field(self, "target_return", check_float(self.target_return, "train target_return"))
+        set_field(self, "keep_checkpoints", check_int(self.keep_checkpoints, "keep_checkpoints", 1))
 
 
 SECTIONS = {
@@ -114,10 +114,10 @@ class TrainConfig:
             raise GenrlError(f"agent: expected an agent preset name or mapping, got {describe(self.agent)}")
         if self.seed is not None:
             # SB3 seeds numpy's legacy generator, which takes seeds below 2**32.
-            _fix(self, "seed", check_int(self.seed, "seed", 0, 2**32 - 1))
-        _fix(self, "device", "auto" if self.device is None else str(self.device))
+            set_field(self, "seed", check_int(self.seed, "seed", 0, 2**32 - 1))
+        set_field(self, "device", "auto" if self.device is None else str(self.device))
         for name, cls in SECTIONS.items():
-            _fix(self, name, from_mapping(cls, getattr(self, name), f"{name} settings"))
+            set_field(self, name, from_mapping(cls, getattr(self, name), f"{name} settings"))
 
     @classmethod
     def from_dict(cls, data: Any, **overrides: Any) -> TrainConfig:
@@ -152,8 +152,7 @@ def route(flat: dict[str, Any]) -> dict[str, Any]:
     """Settings named flat or by section -> {top-level name or section: value or dict}."""
     owner = {name: section for section, cls in SECTIONS.items() for name in _names(cls)}
     owner.update(fit_steps="fit")
-    for shared in ("steps",):  # too generic to name without its section
-        owner.pop(shared, None)
+    del owner["steps"]  # too generic to name without its section (fit.steps, or fit_steps)
     out: dict[str, Any] = {section: {} for section in SECTIONS}
     unknown = []
     for key, value in flat.items():
@@ -186,10 +185,6 @@ def _world_model_section(value: Any, out: dict[str, Any]) -> None:
 
 def _names(cls: type) -> list[str]:
     return [f.name for f in dataclasses.fields(cls)]
-
-
-def _fix(obj: Any, name: str, value: Any) -> None:
-    object.__setattr__(obj, name, value)  # frozen dataclasses normalise their own fields once
 
 
 def resolve_config(env: str, **overrides: Any) -> TrainConfig:

@@ -40,7 +40,7 @@ from genrl.model.world_model import WorldModel
 from genrl.training.agents import agent_preset, make_agent, save_policy
 from genrl.training.checkpoint import Checkpoint, CheckpointStore, Phase
 from genrl.training.config import TrainConfig, resolve_config
-from genrl.training.run import RESUMABLE_CHANGES, TrainResult, read_config
+from genrl.training.run import TrainResult, read_config
 from genrl.util.device import resolve_device
 from genrl.util.files import write_json
 from genrl.util.progress import progress_enabled
@@ -48,6 +48,7 @@ from genrl.util.seeding import fresh_seed
 
 log = logging.getLogger("genrl")
 MAX_EVAL_ENVS = 32  # real evaluation episodes played as one batch
+RESUMABLE_CHANGES = {"iterations", "device"}  # what resume() may change of a run's settings
 
 
 def train_in_imagination(

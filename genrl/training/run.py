@@ -32,8 +32,6 @@ from genrl.training.config import VERSION as CONFIG_VERSION
 from genrl.training.config import TrainConfig
 from genrl.util.files import check_format, read_json
 
-RESUMABLE_CHANGES = {"iterations", "device"}  # what resume() may change of a run's settings
-
 
 @dataclass
 class TrainResult:

@@ -1,4 +1,5 @@
-"""Checks of values at genrl's boundaries, and how a value is described in an error message.
+"""Checks of values at genrl's boundaries (numbers, choices, settings mappings), and how a value
+is described in an error message.
 
 Every "expected an integer >= 1, got ..." in genrl comes from here, so the wording, the refusal of
 booleans (``True`` is an ``int`` to Python) and the rendering of the given value are the same in
@@ -7,10 +8,11 @@ every module.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import numbers
 from collections.abc import Collection
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -84,6 +86,27 @@ def check_choice(value: Any, name: str, choices: Collection[Any]) -> Any:
     if isinstance(value, bool) or value not in choices:
         raise GenrlError(f"{name}: expected one of {list(choices)}, got {describe(value)}")
     return value
+
+
+C = TypeVar("C")
+
+
+def from_mapping(cls: type[C], data: Any, what: str) -> C:
+    """A settings dataclass from a mapping, unknown keys refused in one line naming them."""
+    if isinstance(data, cls):
+        return data
+    if not isinstance(data, dict):
+        raise GenrlError(f"expected {what} as a mapping, got {describe(data)}")
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names, key=str)
+    if unknown:
+        raise GenrlError(f"unknown {what} {unknown}; expected some of {sorted(names)}")
+    return cls(**data)
+
+
+def set_field(obj: Any, name: str, value: Any) -> None:
+    """Set a field of a frozen dataclass: for its ``__post_init__``, which normalises each value once."""
+    object.__setattr__(obj, name, value)
 
 
 def _as_float(value: Any) -> float | None:
