@@ -6,8 +6,9 @@ The code follows the data flow, one folder per stage (imports point down this li
     genrl.data        real envs -> episodes on disk: collect, RolloutDataset, Episode
     genrl.model       the world model: encoders, dynamics, losses, trainer, file format
     genrl.dream       dreams: DreamEnv, DreamVecEnv, genrl/Dream-v0
-    genrl.training    the loop, its config, checkpoints, runs, agents and presets
     genrl.evaluation  reports on a model       genrl.anomaly  surprise and faults
+    genrl.guidance    steering the model toward reward: Planner, generate, augmentation, synthesis
+    genrl.training    the loop, its config, checkpoints, runs, agents and presets
 """
 
 from genrl.anomaly import AnomalyMonitor, SurpriseDetector
@@ -19,6 +20,8 @@ from genrl.dream.registration import register_envs
 from genrl.dream.vec_env import DreamVecEnv
 from genrl.errors import GenrlError
 from genrl.evaluation.evaluate import EvaluationReport, evaluate
+from genrl.guidance.generate import generate
+from genrl.guidance.planner import Planner
 from genrl.model.config import FitConfig, WorldModelConfig
 from genrl.model.world_model import WorldModel
 from genrl.training.config import TrainConfig
@@ -34,6 +37,7 @@ __all__ = [
     "EvaluationReport",
     "FitConfig",
     "GenrlError",
+    "Planner",
     "RolloutDataset",
     "SurpriseDetector",
     "TrainConfig",
@@ -42,6 +46,7 @@ __all__ = [
     "WorldModelConfig",
     "collect",
     "evaluate",
+    "generate",
     "load_run",
     "resume",
     "train_in_imagination",

@@ -10,6 +10,9 @@ On-disk schema (version 1), one folder per dataset::
         reward      (T,) float32                reward[t] for the transition obs[t] -> obs[t+1]
         terminated  (T,) bool                   only the last step may be True
         truncated   (T,) bool                   last step only (time limit or collection stopped)
+    episodes/000000.json    optional, beside its episode: a JSON object about the episode as a whole
+                            (``Episode.info``; generated episodes record their guide and predicted
+                            return). Readers that do not know it ignore it: the version stays 1.
 
 Files are numpy ``.npz`` archives (as ``np.savez`` writes them). Loading reads arrays of numbers
 and booleans only, never pickles, and checks each array's header against the bytes it holds, so
@@ -19,15 +22,18 @@ loading never runs code or allocates more than the file holds.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from gymnasium import spaces
 
 from genrl.data.episode import FIELDS, Episode, window_index
 from genrl.errors import GenrlError
+from genrl.util.checks import describe, one_line
 from genrl.util.files import check_format, read_json, read_npz, write_json, write_npz
 from genrl.util.spaces import ActionCodec, check_spaces_match, check_supported, space_from_json, space_to_json
 
@@ -88,7 +94,9 @@ class RolloutDataset:
         ds.observation_space, ds.action_space, ds.path = obs_space, act_space, path
         ds.episodes, ds._flat = [], None
         for file in sorted((path / "episodes").glob("*.npz")):
-            ds.episodes.append(ds._validate(_read_episode(file), source=str(file)))
+            info = file.with_suffix(".json")
+            info = read_json(info, "an episode's info (JSON object)") if info.exists() else {}
+            ds.episodes.append(ds._validate(_read_episode(file), source=str(file), info=info))
         return ds
 
     @classmethod
@@ -117,17 +125,21 @@ class RolloutDataset:
         reward: np.ndarray,
         terminated: np.ndarray,
         truncated: np.ndarray,
+        info: dict[str, Any] | None = None,
     ) -> None:
         """Append one episode (validated), writing it to disk atomically if the dataset has a path."""
-        self.add(Episode(obs, action, reward, terminated, truncated))
+        self.add(Episode(obs, action, reward, terminated, truncated, dict(info or {})))
 
     def add(self, episode: Episode) -> None:
         """Append an :class:`Episode` (validated), written atomically if the dataset has a path."""
         if not isinstance(episode, Episode):
             raise GenrlError(f"add: expected an Episode, got {type(episode).__name__}")
-        episode = self._validate(episode.arrays(), source="add_episode")
+        episode = self._validate(episode.arrays(), source="add_episode", info=episode.info)
         if self.path is not None:
-            write_npz(self.path / "episodes" / f"{self._next_index():06d}.npz", episode.arrays())
+            name = self.path / "episodes" / f"{self._next_index():06d}"
+            if episode.info:  # first, so that an episode file never lacks the info it was given
+                write_json(name.with_suffix(".json"), episode.info)
+            write_npz(name.with_suffix(".npz"), episode.arrays())
         self.episodes.append(episode)
         self._flat = None
 
@@ -135,7 +147,7 @@ class RolloutDataset:
         existing = [int(p.stem) for p in (self.path / "episodes").glob("*.npz") if p.stem.isdigit()]
         return max(existing, default=-1) + 1
 
-    def _validate(self, ep: dict, source: str) -> Episode:
+    def _validate(self, ep: dict, source: str, info: Any = None) -> Episode:
         missing = [k for k in KEYS if k not in ep]
         if missing:
             raise GenrlError(f"{source}: expected episode arrays {list(KEYS)}, missing {missing}")
@@ -176,7 +188,7 @@ class RolloutDataset:
         for key in ("terminated", "truncated"):
             if out[key][:-1].any():
                 raise GenrlError(f"{source}: {key} may only be set on the last step of an episode")
-        return Episode(**out)
+        return Episode(**out, info=_check_info(info, source))
 
     # ---- reading -----------------------------------------------------------------------------
 
@@ -260,6 +272,18 @@ class RolloutDataset:
         """Every recorded observation, (N, *obs_shape)."""
         self._require_data()
         return self._flatten()["obs"]
+
+
+def _check_info(info: Any, source: str) -> dict[str, Any]:
+    """An episode's info as a JSON-safe dict (a copy), or a one-line error."""
+    if info is None:
+        return {}
+    if not isinstance(info, dict) or not all(isinstance(k, str) for k in info):
+        raise GenrlError(f"{source}: expected info to be a dict with string keys, got {describe(info)}")
+    try:
+        return json.loads(json.dumps(info, allow_nan=False))
+    except (TypeError, ValueError) as exc:
+        raise GenrlError(f"{source}: expected info to hold JSON values only ({one_line(exc)})") from None
 
 
 def _read_episode(file: Path) -> dict[str, np.ndarray]:

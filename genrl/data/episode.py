@@ -7,6 +7,8 @@ An episode of ``T`` steps holds::
     reward      (T,)                reward[t] of the transition obs[t] -> obs[t+1]
     terminated  (T,) bool           only the last step may be True
     truncated   (T,) bool           last step only (time limit, or collection stopped)
+    info        a JSON object about the episode as a whole (empty for real episodes; generated
+                ones record their guide and predicted return)
 
 A window of ``L`` steps from step ``t0`` reads obs[t0 .. t0+L] and action[t0 .. t0+L-1]; steps
 past the episode's end repeat its last observation and action and are masked out. Training
@@ -17,8 +19,8 @@ batches, open-loop evaluation and anomaly scoring all cut windows this way, thro
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import NamedTuple
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -34,6 +36,7 @@ class Episode:
     reward: np.ndarray
     terminated: np.ndarray
     truncated: np.ndarray
+    info: dict[str, Any] = field(default_factory=dict)
 
     @property
     def length(self) -> int:

@@ -47,6 +47,7 @@ class StepOutput(NamedTuple):
     reward: torch.Tensor  # (B,)
     terminated: torch.Tensor  # (B,) bool
     uncertainty: torch.Tensor  # (B,) predictive std of the next latent
+    termination_prob: torch.Tensor  # (B,) sigmoid of the termination logit; terminated is prob > 0.5
 
 
 class Unroll(NamedTuple):
@@ -154,7 +155,14 @@ class WorldModel(nn.Module):
         z_next = mixture_sample(logits, mean, log_std, temperature, generator)
         reward, termination_logit = self.dynamics.heads(h, a, z_next)
         reward = reward * self.reward_std + self.reward_mean
-        return StepOutput(z_next, h, reward, termination_logit > 0, mixture_std(logits, mean, log_std))
+        return StepOutput(
+            z_next,
+            h,
+            reward,
+            termination_logit > 0,
+            mixture_std(logits, mean, log_std),
+            torch.sigmoid(termination_logit),
+        )
 
     @torch.no_grad()
     def unroll(
