@@ -16,16 +16,19 @@ from genrl.data.collect import collect
 from genrl.data.dataset import RolloutDataset
 from genrl.data.episode import Episode
 from genrl.dream.env import DreamEnv
+from genrl.dream.package import EnvPackage, load_package
 from genrl.dream.registration import register_envs
 from genrl.dream.vec_env import DreamVecEnv
 from genrl.errors import GenrlError
 from genrl.evaluation.evaluate import EvaluationReport, evaluate
 from genrl.guidance.generate import generate
 from genrl.guidance.planner import Planner
+from genrl.guidance.synthesis import SynthesisResult, synthesize
 from genrl.model.config import FitConfig, WorldModelConfig
 from genrl.model.world_model import WorldModel
 from genrl.training.config import TrainConfig
 from genrl.training.loop import resume, train_in_imagination
+from genrl.training.package import train_on_package
 from genrl.training.run import TrainResult, load_run
 
 __version__ = "0.2.0"
@@ -33,6 +36,7 @@ __all__ = [
     "AnomalyMonitor",
     "DreamEnv",
     "DreamVecEnv",
+    "EnvPackage",
     "Episode",
     "EvaluationReport",
     "FitConfig",
@@ -40,6 +44,7 @@ __all__ = [
     "Planner",
     "RolloutDataset",
     "SurpriseDetector",
+    "SynthesisResult",
     "TrainConfig",
     "TrainResult",
     "WorldModel",
@@ -47,9 +52,12 @@ __all__ = [
     "collect",
     "evaluate",
     "generate",
+    "load_package",
     "load_run",
     "resume",
+    "synthesize",
     "train_in_imagination",
+    "train_on_package",
 ]
 
 register_envs()

@@ -8,6 +8,7 @@ exit code 2, never a traceback.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -30,9 +31,11 @@ from genrl.dream.env import DreamEnv
 from genrl.errors import GenrlError
 from genrl.evaluation.evaluate import PREDICTORS, evaluate
 from genrl.evaluation.report import write_report
+from genrl.guidance.synthesis import synthesize
 from genrl.model.world_model import WorldModel
 from genrl.training.config import resolve_config
 from genrl.training.loop import default_run_dir, resume, train_in_imagination
+from genrl.training.package import train_on_package
 from genrl.training.run import load_run
 from genrl.util.device import resolve_device
 from genrl.util.files import write_json
@@ -46,6 +49,8 @@ console = Console()
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Run the whole loop (or continue a killed run) and print one row per iteration."""
+    if args.env_package is not None:
+        return cmd_train_package(args)
     if args.resume is not None:
         flags = {"env": "ENV", "agent": "--agent", "seed": "--seed", "run_dir": "--run-dir"}
         flags["dream_steps"] = "--dream-steps"
@@ -91,6 +96,71 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"Trained on {result.dataset.num_steps} real env steps; final real return "
         f"{final['eval_return_mean']:.1f} ± {final['eval_return_std']:.1f} over {episodes} episodes; "
         f"run folder: {result.run_dir}"
+    )
+    return 0
+
+
+def cmd_train_package(args: argparse.Namespace) -> int:
+    """Train an agent in a synthesised environment package; evaluate it in its source env."""
+    flags = {"env": "ENV", "resume": "--resume", "iterations": "--iterations"}
+    given = [flag for key, flag in flags.items() if getattr(args, key) is not None]
+    if given:
+        raise GenrlError(f"--env-package trains on the package alone: expected none of {given} beside it")
+    extra = {"steps": args.dream_steps} if args.dream_steps is not None else {}
+    result = train_on_package(
+        args.env_package,
+        agent=args.agent,
+        out=args.run_dir,
+        seed=0 if args.seed is None else args.seed,
+        progress=args.progress,
+        **extra,
+    )
+    r = result.results
+    print(f"Dream return {r['dream_return']:.1f} ± {r['dream_return_std']:.1f} (deterministic policy).")
+    if "real_return" in r:
+        print(f"{r['source_env']}: real return {r['real_return']:.1f} ± {r['real_return_std']:.1f}.")
+    else:
+        print(f"Not evaluated in a real env: {r['real_note']}.")
+    print(f"Agent folder: {result.out}")
+    return 0
+
+
+def cmd_synthesize(args: argparse.Namespace) -> int:
+    """Write an environment package from a model folder or a run folder; print its card's line."""
+    source = Path(args.model)
+    run = load_run(source) if (source / "config.json").is_file() else None
+    model = run.model if run is not None else WorldModel.load(source)
+    agent_run = load_run(args.agent) if args.agent is not None else None
+    if args.adversarial and agent_run is None:
+        raise GenrlError("--adversarial: expected --agent RUN_DIR, the run whose agent to search against")
+    dataset = RolloutDataset.load(args.dataset) if args.dataset is not None else None
+    if dataset is None and run is not None:
+        dataset = run.dataset
+    env = resolve_config(args.env).env_id if args.env is not None else None
+    if env is None and (run or agent_run) is not None:
+        env = (run or agent_run).config.env_id
+    result = synthesize(
+        model,
+        args.out,
+        dataset=dataset,
+        env=env,
+        horizon=args.horizon,
+        temperature=args.temperature,
+        start=args.start,
+        perturbation=args.perturbation,
+        n_starts=args.starts,
+        reward=args.reward,
+        agent=agent_run.agent if agent_run is not None else None,
+        adversarial=args.adversarial,
+        overwrite=args.overwrite,
+        seed=args.seed,
+        progress=args.progress,
+    )
+    print(result.summary)
+    print(
+        f"Wrote {result.path} (card: {result.path / 'CARD.md'}); open it with "
+        f"gymnasium.make('genrl/Dream-v0', model={str(result.path)!r}) or "
+        f"`genrl train --env-package {result.path}`."
     )
     return 0
 
@@ -167,7 +237,7 @@ def cmd_dream(args: argparse.Namespace) -> int:
     console.print(table)
     print(
         f"{args.episodes} dreams: return {np.mean(returns):.1f} ± {np.std(returns):.1f}, "
-        f"length {np.mean(lengths):.1f} (horizon {args.horizon}, temperature {args.temperature})."
+        f"length {np.mean(lengths):.1f} (horizon {env.dream.horizon}, temperature {env.dream.temperature:g})."
     )
     return 0
 
@@ -302,6 +372,18 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _reward(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        value = None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(
+            f'expected a JSON object such as {{"type": "constant", "value": 1}}, got {text!r}'
+        )
+    return value
+
+
 def _common(seed_default: int | None = 0) -> argparse.ArgumentParser:
     """Options every subcommand takes; a fresh parser each time, since parents share their actions."""
     common = argparse.ArgumentParser(add_help=False)
@@ -338,6 +420,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a killed run from its last checkpoint")
     p.add_argument("--iterations", type=_positive_int, help="loop iterations (default: the preset's)")
     p.add_argument("--dream-steps", type=_positive_int, help="agent steps in the dream per iteration")
+    p.add_argument(
+        "--env-package",
+        metavar="DIR",
+        help="train on a package of `genrl synthesize` instead (--dream-steps steps, default 100000)",
+    )
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("collect", parents=[_common()], help="record random-policy episodes of a real env")
@@ -356,13 +443,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_fit)
 
     p = sub.add_parser("dream", parents=[_common()], help="roll out a saved world model with random actions")
-    p.add_argument("model_dir", metavar="MODEL_DIR", help="folder written by `genrl fit` or `genrl train`")
-    p.add_argument("--episodes", type=_positive_int, default=5, help="dreams to roll out (default: 5)")
     p.add_argument(
-        "--horizon", type=_positive_int, default=500, help="steps before truncation (default: 500)"
+        "model_dir",
+        metavar="MODEL_DIR",
+        help="folder written by `genrl fit`, `genrl train` or `genrl synthesize`",
+    )
+    p.add_argument("--episodes", type=_positive_int, default=5, help="dreams to roll out (default: 5)")
+    # None: a package's own setting, else 500 steps and temperature 1.
+    p.add_argument(
+        "--horizon", type=_positive_int, help="steps before truncation (default: 500, or the package's)"
     )
     p.add_argument(
-        "--temperature", type=_non_negative_float, default=1.0, help="dynamics temperature (default: 1)"
+        "--temperature", type=_non_negative_float, help="dynamics temperature (default: 1, or the package's)"
     )
     p.set_defaults(func=cmd_dream)
 
@@ -393,7 +485,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--window", type=_positive_int, default=20, help="steps the alarm averages (default: 20)")
     p.add_argument("--out", metavar="FILE", help="write every step's surprise and alarm as JSON")
     p.set_defaults(func=cmd_anomaly)
+    _add_synthesize(sub)
     return parser
+
+
+def _add_synthesize(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "synthesize", parents=[_common()], help="write a world model out as an environment package"
+    )
+    p.add_argument("model", metavar="MODEL", help="model folder (`genrl fit`) or run folder (`genrl train`)")
+    p.add_argument("--out", required=True, metavar="DIR", help="the package folder to create")
+    p.add_argument("--dataset", metavar="DATA_DIR", help="real episodes: start states and held-out data")
+    p.add_argument("--env", metavar="ENV", help="the source env, to evaluate against (default: the run's)")
+    p.add_argument("--horizon", type=_positive_int, default=500, help="steps before truncation (500)")
+    p.add_argument("--temperature", type=_non_negative_float, default=1.0, help="difficulty (default: 1)")
+    p.add_argument("--start", choices=("real", "perturbed", "prior"), default="real", help="start states")
+    p.add_argument(
+        "--perturbation", type=_non_negative_float, default=0.5, help="radius in data stds (default: 0.5)"
+    )
+    p.add_argument("--starts", type=_positive_int, default=256, help="number of start states (256)")
+    p.add_argument(
+        "--reward", type=_reward, help='reward override as JSON, e.g. \'{"type": "constant", "value": 1}\''
+    )
+    p.add_argument("--adversarial", action="store_true", help="search for starts where --agent does worst")
+    p.add_argument("--agent", metavar="RUN_DIR", help="a run folder of `genrl train` whose agent to use")
+    p.add_argument("--overwrite", action="store_true", help="replace a package already at --out")
+    p.set_defaults(func=cmd_synthesize)
 
 
 class _StderrHandler(logging.StreamHandler):

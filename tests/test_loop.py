@@ -232,3 +232,44 @@ def test_a_finished_run_loads_back(run):
     np.testing.assert_array_equal(
         loaded.agent.predict(obs, deterministic=True)[0], result.agent.predict(obs, deterministic=True)[0]
     )
+
+
+def test_the_loop_can_explore_with_a_planner_in_the_model(tmp_path, monkeypatch):
+    from genrl.guidance.planner import Planner
+
+    calls = []
+    real_predict = Planner.predict
+
+    def spy(self, observation, *args, **kwargs):
+        calls.append(self.value is not None)  # the agent's critic is the terminal value
+        return real_predict(self, observation, *args, **kwargs)
+
+    monkeypatch.setattr(Planner, "predict", spy)
+    result = genrl.train_in_imagination(
+        "CartPole-v1",
+        agent={"algorithm": "ppo", "hyperparameters": {"n_steps": 16, "batch_size": 16, "device": "cpu"}},
+        seed=0,
+        run_dir=tmp_path / "run",
+        progress=False,
+        iterations=2,
+        initial_steps=100,
+        steps_per_iteration=30,
+        fit_steps=20,
+        refit_steps=10,
+        dream_steps=64,
+        eval_episodes=1,
+        n_envs=4,
+        horizon=20,
+        world_model={"hidden_dim": 16, "rnn_dim": 16, "batch_size": 4, "seq_len": 4, "open_loop_steps": 2},
+        collect={
+            "explore": "planner",
+            "planner": {"horizon": 4, "population": 8, "elites": 2, "iterations": 1},
+        },
+    )
+    assert len(calls) >= 30 and all(calls)
+    assert result.history[-1]["real_steps"] >= 130
+
+
+def test_planner_exploration_settings_are_checked():
+    with pytest.raises(GenrlError, match=r"collect explore: expected one of \['agent', 'planner'\]"):
+        CollectSettings(explore="plan")

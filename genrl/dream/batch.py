@@ -15,6 +15,7 @@ from gymnasium import spaces
 
 from genrl.data.dataset import RolloutDataset
 from genrl.dream.render import render_bars
+from genrl.dream.reward import RewardFn, checked_rewards, reward_function
 from genrl.errors import GenrlError
 from genrl.model.world_model import WorldModel
 from genrl.util.checks import check_choice, check_float, check_int
@@ -55,6 +56,9 @@ class DreamBatch:
     :param temperature: sampling temperature of the dynamics (1 = as learned)
     :param start: ``"initial"`` starts from real reset observations, ``"any"`` from any recorded state
     :param seed: seeds start-state sampling and the dynamics' noise
+    :param starts: observations (N, *obs_shape) to start from instead (an environment package's)
+    :param reward: a reward override (:mod:`genrl.dream.reward`): a mapping such as
+        ``{"type": "constant", "value": 1.0}``, or a callable; None keeps the learned reward
     """
 
     def __init__(
@@ -67,6 +71,9 @@ class DreamBatch:
         temperature: float = 1.0,
         start: StartMode = "initial",
         seed: int | None = None,
+        *,
+        starts: np.ndarray | torch.Tensor | None = None,
+        reward: dict | RewardFn | None = None,
     ):
         self.obs_mode = check_choice(obs_mode, "obs_mode", ("decoded", "latent"))
         self.start = check_choice(start, "start", ("initial", "any"))
@@ -77,6 +84,8 @@ class DreamBatch:
         self.dataset = dataset
         self._pool: torch.Tensor | None = None
         self._pool_episodes = 0
+        self.starts = None if starts is None else check_starts(starts, model)
+        self.reward_fn = reward_function(reward, int(np.prod(model.observation_space.shape)))
         if dataset is not None:
             if not isinstance(dataset, RolloutDataset):
                 raise GenrlError(
@@ -106,6 +115,8 @@ class DreamBatch:
         self.generator.manual_seed(fresh_seed(seed))
 
     def _start_pool(self) -> torch.Tensor:
+        if self.starts is not None:
+            return self.starts
         if self.dataset is not None and len(self.dataset):
             # Rebuilt only when the dataset has grown, so that new episodes count but resets stay cheap.
             if self._pool is None or self._pool_episodes != len(self.dataset):
@@ -141,11 +152,16 @@ class DreamBatch:
 
         Finished dreams are not restarted here: the caller decides (gymnasium vs SB3 contract).
         """
-        out = self.model.step(self.z, self.h, actions.to(self.model.device), self.temperature, self.generator)
+        actions = actions.to(self.model.device)
+        out = self.model.step(self.z, self.h, actions, self.temperature, self.generator)
+        reward = out.reward
+        if self.reward_fn is not None:
+            given = self.reward_fn(self.model.decode(self.z), actions, self.model.decode(out.z), reward)
+            reward = checked_rewards(given, self.n, self.model.device)
         self.z, self.h = out.z, out.h
         self.t += 1
         truncated = (self.t >= self.horizon) & ~out.terminated
-        return self.observe(out.z), out.reward, out.terminated, truncated, out.uncertainty
+        return self.observe(out.z), reward, out.terminated, truncated, out.uncertainty
 
     def observe(self, z: torch.Tensor) -> torch.Tensor:
         return self.model.decode(z) if self.obs_mode == "decoded" else z
@@ -155,3 +171,15 @@ class DreamBatch:
         if self.obs_mode == "decoded":
             return render_bars(obs - self.model.obs_mean.cpu().numpy(), self.model.obs_std.cpu().numpy())
         return render_bars(obs, np.ones_like(obs))
+
+
+def check_starts(starts: np.ndarray | torch.Tensor, model: WorldModel) -> torch.Tensor:
+    """Given start states as a tensor on the model's device, if they are finite (N, *obs_shape)."""
+    shape = tuple(model.observation_space.shape)
+    arr = np.asarray(starts.cpu() if isinstance(starts, torch.Tensor) else starts)
+    expected = f"starts: expected a finite array of shape (N, {', '.join(map(str, shape))}), N >= 1"
+    if arr.dtype.kind not in "biuf" or arr.ndim != len(shape) + 1 or arr.shape[1:] != shape or not len(arr):
+        raise GenrlError(f"{expected}, got {arr.dtype} of shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise GenrlError(f"{expected}, got one with NaN or inf values")
+    return torch.as_tensor(arr, dtype=torch.float32, device=model.device)

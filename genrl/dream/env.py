@@ -10,7 +10,9 @@ import numpy as np
 import torch
 
 from genrl.data.dataset import RolloutDataset
-from genrl.dream.batch import DreamBatch, ObsMode, StartMode, as_model
+from genrl.dream.batch import DreamBatch, ObsMode, StartMode
+from genrl.dream.package import open_dream
+from genrl.dream.reward import RewardFn
 from genrl.errors import GenrlError
 from genrl.model.world_model import WorldModel
 from genrl.util.checks import check_choice
@@ -26,9 +28,16 @@ class DreamEnv(gym.Env):
     ``reset(options={"initial_obs": obs})`` starts from a given real observation instead of a
     sampled start state.
 
-    :param model: a :class:`WorldModel`, or the folder of a saved one
+    :param model: a :class:`WorldModel`, the folder of a saved one, or an environment package
+        (:mod:`genrl.dream.package`), whose start states, horizon, temperature, obs_mode and reward
+        are then the defaults, and whose card is ``self.card`` (its one line in
+        ``metadata["genrl_card"]``)
+    :param horizon: steps before truncation (default 500); ``temperature`` defaults to 1,
+        ``obs_mode`` to ``"decoded"``
     :param device: ``"auto"`` keeps a model instance where it is (a saved one loads onto CUDA
         when present); another device must be the instance's own: a model is never moved
+    :param starts: observations (N, *obs_shape) to start from instead of the dataset's or model's
+    :param reward: a reward override (:mod:`genrl.dream.reward`), a mapping or a callable
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 30}
@@ -37,16 +46,23 @@ class DreamEnv(gym.Env):
         self,
         model: WorldModel | str | os.PathLike,
         dataset: RolloutDataset | None = None,
-        horizon: int = 500,
-        obs_mode: ObsMode = "decoded",
-        temperature: float = 1.0,
+        horizon: int | None = None,
+        obs_mode: ObsMode | None = None,
+        temperature: float | None = None,
         start: StartMode = "initial",
         device: str | torch.device = "auto",
         render_mode: str | None = None,
+        *,
+        starts: np.ndarray | None = None,
+        reward: dict | RewardFn | None = None,
     ):
         self.render_mode = check_choice(render_mode, "render_mode", (None, "rgb_array"))
-        self.model = as_model(model, device)
-        self.dream = DreamBatch(self.model, 1, dataset, horizon, obs_mode, temperature, start)
+        given = {"horizon": horizon, "obs_mode": obs_mode, "temperature": temperature}
+        source = open_dream(model, device, dataset, **given, starts=starts, reward=reward)
+        self.model, self.card = source.model, source.card
+        if source.summary is not None:
+            self.metadata = {**type(self).metadata, "genrl_card": source.summary}
+        self.dream = DreamBatch(self.model, 1, dataset, start=start, **source.settings)
         self.observation_space = self.dream.observation_space
         self.action_space = self.dream.action_space
         self._obs: np.ndarray | None = None

@@ -11,7 +11,9 @@ import torch
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices, VecEnvStepReturn
 
 from genrl.data.dataset import RolloutDataset
-from genrl.dream.batch import DreamBatch, ObsMode, StartMode, as_model
+from genrl.dream.batch import DreamBatch, ObsMode, StartMode
+from genrl.dream.package import open_dream
+from genrl.dream.reward import RewardFn
 from genrl.errors import GenrlError
 from genrl.model.world_model import WorldModel
 
@@ -24,10 +26,13 @@ class DreamVecEnv(VecEnv):
     ``terminal_observation`` and ``TimeLimit.truncated``. ``infos[i]["uncertainty"]`` is the
     predictive std of each step.
 
-    :param model: a :class:`WorldModel`, or the folder of a saved one
+    :param model: a :class:`WorldModel`, the folder of a saved one, or an environment package,
+        whose settings are then the defaults (as for :class:`~genrl.dream.env.DreamEnv`)
     :param device: ``"auto"`` keeps a model instance where it is (a saved one loads onto CUDA
         when present); another device must be the instance's own: a model is never moved
     :param seed: seeds start states and the dynamics' noise; None draws fresh entropy
+    :param starts: observations (N, *obs_shape) to start from instead of the dataset's or model's
+    :param reward: a reward override (:mod:`genrl.dream.reward`), a mapping or a callable
     """
 
     def __init__(
@@ -35,18 +40,25 @@ class DreamVecEnv(VecEnv):
         model: WorldModel | str | os.PathLike,
         n_envs: int = 256,
         dataset: RolloutDataset | None = None,
-        horizon: int = 500,
-        obs_mode: ObsMode = "decoded",
-        temperature: float = 1.0,
+        horizon: int | None = None,
+        obs_mode: ObsMode | None = None,
+        temperature: float | None = None,
         start: StartMode = "initial",
         device: str | torch.device = "auto",
         seed: int | None = None,
+        *,
+        starts: np.ndarray | None = None,
+        reward: dict | RewardFn | None = None,
     ):
-        self.model = as_model(model, device)
-        self.dream = DreamBatch(self.model, n_envs, dataset, horizon, obs_mode, temperature, start, seed)
+        given = {"horizon": horizon, "obs_mode": obs_mode, "temperature": temperature}
+        source = open_dream(model, device, dataset, **given, starts=starts, reward=reward)
+        self.model, self.card = source.model, source.card
+        self.dream = DreamBatch(self.model, n_envs, dataset, start=start, seed=seed, **source.settings)
         self.render_mode = "rgb_array"  # read by VecEnv.__init__ through get_attr
         self._actions: torch.Tensor | None = None
         super().__init__(n_envs, self.dream.observation_space, self.dream.action_space)
+        if source.summary is not None:
+            self.metadata["genrl_card"] = source.summary
         self._obs_dtype = self.observation_space.dtype
 
     # ---- the VecEnv protocol -----------------------------------------------------------------

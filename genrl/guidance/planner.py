@@ -42,6 +42,7 @@ ValueFn = Callable[[torch.Tensor], torch.Tensor]
 # collapsed onto one action would otherwise never sample the others again.
 _KEEP_DISCRETE = 0.5
 _MIN_STD = 0.05
+MAX_SUPPORT = 4000
 
 
 class Planner:
@@ -138,6 +139,8 @@ class Planner:
                 f"support: expected at least 2 observations of shape {self.model.observation_space.shape}, "
                 f"got an array of shape {states.shape}"
             )
+        if len(states) > MAX_SUPPORT:  # every imagined step measures its distance to all of them
+            states = states[np.random.default_rng(0).choice(len(states), MAX_SUPPORT, replace=False)]
         with torch.inference_mode():
             z = self.model.encode(torch.as_tensor(states, device=self.model.device))
             dist = torch.cdist(z, z)

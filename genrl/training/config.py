@@ -3,7 +3,7 @@
 A preset (``envs/NAME.yaml``) and a run's ``config.json`` have the same sections::
 
     id / env_id, agent, seed, device
-    collect:      initial_steps, steps_per_iteration, collect_fraction, epsilon
+    collect:      initial_steps, steps_per_iteration, collect_fraction, epsilon, explore, planner
     world_model:  encoder, latent_dim, hidden_dim, rnn_dim, num_mixtures   (WorldModelConfig)
     fit:          steps, refit_steps, learning_rate, ... loss weights      (FitConfig)
     dream:        n_envs, horizon, temperature, start
@@ -38,8 +38,18 @@ class CollectSettings:
     # schedule, so that "steps to reach a return" is resolved to that fraction of itself.
     collect_fraction: float = 0.0
     epsilon: float = 0.0  # chance of a random action while the agent collects
+    # "planner": after the first iteration, real steps come from a genrl.Planner in the refitted
+    # model (its terminal value the agent's critic) instead of the agent; ``planner`` holds its
+    # settings (genrl.Planner's keyword arguments).
+    explore: str = "agent"
+    planner: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        check_choice(self.explore, "collect explore", ("agent", "planner"))
+        if not isinstance(self.planner, dict):
+            raise GenrlError(
+                f"collect planner: expected a mapping of Planner settings, got {describe(self.planner)}"
+            )
         set_field(self, "initial_steps", check_int(self.initial_steps, "collect initial_steps", 1))
         set_field(
             self, "steps_per_iteration", check_int(self.steps_per_iteration, "collect steps_per_iteration", 1)

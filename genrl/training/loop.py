@@ -36,11 +36,13 @@ from genrl.data.dataset import RolloutDataset
 from genrl.data.envs import make_env
 from genrl.dream.vec_env import DreamVecEnv
 from genrl.errors import GenrlError
+from genrl.guidance.planner import Planner
 from genrl.model.world_model import WorldModel
 from genrl.training.agents import agent_preset, make_agent, save_policy
 from genrl.training.checkpoint import Checkpoint, CheckpointStore, Phase
 from genrl.training.config import TrainConfig, resolve_config
 from genrl.training.run import TrainResult, read_config
+from genrl.util.checks import one_line
 from genrl.util.device import resolve_device
 from genrl.util.files import write_json
 from genrl.util.progress import progress_enabled
@@ -278,13 +280,25 @@ def collect_phase(loop: _Loop) -> None:
     collect(
         loop.collect_env,
         steps_to_collect(cfg, it, _steps_in(loop.dataset, loop.kept)),
-        None if it == 0 else loop.agent,
+        None if it == 0 else _explorer(loop),
         dataset=_Replay(loop.dataset, loop.kept),
         seed=cfg.seed + it,
         epsilon=0.0 if it == 0 else cfg.collect.epsilon,
         progress=loop.progress,
     )
     loop.kept = len(loop.dataset)
+
+
+def _explorer(loop: _Loop) -> Any:
+    """What collects real steps after the first iteration: the agent, or a planner in the model."""
+    cfg = loop.cfg
+    if cfg.collect.explore == "agent":
+        return loop.agent
+    settings = {"value": loop.agent, "support": loop.dataset, **cfg.collect.planner}
+    try:
+        return Planner(loop.model, seed=_phase_seed(cfg.seed, loop.iteration, 2), **settings)
+    except TypeError as exc:
+        raise GenrlError(f"collect planner: {one_line(exc)}") from None
 
 
 def fit_phase(loop: _Loop) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import tempfile
 import zipfile
 from collections.abc import Callable, Collection, Iterable, Mapping
@@ -40,6 +41,35 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def atomic_folder(path: str | os.PathLike, write: Callable[[Path], None], replace: bool = False) -> None:
+    """Call ``write(tmp_folder)`` then rename the folder onto ``path``: never half a folder there.
+
+    ``replace`` lets a folder already at ``path`` be swapped out (moved aside, then deleted);
+    without it an existing folder is a GenrlError. A failed ``write`` leaves nothing behind.
+    """
+    path = Path(path)
+    if path.exists() and not replace:
+        raise GenrlError(f"{path} already exists: expected a new folder to write into")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    old = tmp.with_name(tmp.name[: -len(".tmp")] + ".old")
+    try:
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp's folder is private (0700), as mkstemp's files
+        write(tmp)
+        if path.exists():
+            os.replace(path, old)
+        try:
+            os.replace(tmp, path)
+        except OSError:
+            if old.exists():  # put the folder that was there back
+                os.replace(old, path)
+            raise
+    finally:
+        for leftover in (tmp, old):
+            if leftover.exists():
+                shutil.rmtree(leftover)
 
 
 def write_json(path: str | os.PathLike, data: Any) -> None:
