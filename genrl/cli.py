@@ -1,4 +1,4 @@
-"""The ``genrl`` command: collect, fit, dream, train, eval and anomaly, over the presets in ``envs/``.
+"""The ``genrl`` command: collect, fit, dream, train, eval, anomaly, plan, generate and synthesize.
 
 Each subcommand is one small function that calls the public Python API and prints a summary.
 Bad input (a ``GenrlError`` or a Gymnasium error) ends the command with one line on stderr and
@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -31,6 +32,8 @@ from genrl.dream.env import DreamEnv
 from genrl.errors import GenrlError
 from genrl.evaluation.evaluate import PREDICTORS, evaluate
 from genrl.evaluation.report import write_report
+from genrl.guidance.generate import GUIDES, generate
+from genrl.guidance.planner import METHODS, Planner
 from genrl.guidance.synthesis import synthesize
 from genrl.model.world_model import WorldModel
 from genrl.training.config import resolve_config
@@ -161,6 +164,82 @@ def cmd_synthesize(args: argparse.Namespace) -> int:
         f"Wrote {result.path} (card: {result.path / 'CARD.md'}); open it with "
         f"gymnasium.make('genrl/Dream-v0', model={str(result.path)!r}) or "
         f"`genrl train --env-package {result.path}`."
+    )
+    return 0
+
+
+def _model_and_data(source: str) -> tuple[WorldModel, RolloutDataset | None, str | None]:
+    """A model folder, or a run folder (its model, its real data and its env id)."""
+    path = Path(source)
+    if (path / "config.json").is_file():
+        run = load_run(path)
+        return run.model, run.dataset, run.config.env_id
+    return WorldModel.load(path), None, None
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    """Act in the real env with a planner in a saved model; print the return of each episode."""
+    model, dataset, run_env = _model_and_data(args.model)
+    if args.dataset is not None:
+        dataset = RolloutDataset.load(args.dataset)
+    env_id = resolve_config(args.env).env_id if args.env is not None else run_env
+    if env_id is None:
+        raise GenrlError("--env: expected the real env to plan in (a preset name or Gymnasium id)")
+    settings = {k: getattr(args, k) for k in ("horizon", "population", "elites", "iterations")}
+    planner = Planner(model, method=args.method, support=dataset, seed=args.seed, **settings)
+    env = make_env(env_id)
+    model.check_env_spaces(env.observation_space, env.action_space)
+    writer = SummaryWriter(args.tensorboard) if args.tensorboard else None
+    returns = []
+    for episode in range(args.episodes):
+        obs, _ = env.reset(seed=args.seed + episode)
+        planner.reset()
+        total, steps, done, start = 0.0, 0, False, time.perf_counter()
+        while not done:
+            action, _ = planner.predict(obs, deterministic=True)
+            obs, reward, terminated, truncated, _ = env.step(action)
+            total, steps, done = total + float(reward), steps + 1, terminated or truncated
+        rate = steps / (time.perf_counter() - start)
+        returns.append(total)
+        print(f"episode {episode}: return {total:.1f} over {steps} steps ({rate:.1f} actions/s)")
+        if writer is not None:
+            writer.add_scalar("plan/return", total, episode)
+            writer.add_scalar("plan/actions_per_second", rate, episode)
+    env.close()
+    if writer is not None:
+        writer.close()
+    print(
+        f"{args.method} in {env_id}: return {np.mean(returns):.1f} ± {np.std(returns):.1f} "
+        f"over {len(returns)} episodes."
+    )
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    """Write imagined episodes steered by a guide to a dataset folder; print their returns."""
+    model, dataset, _ = _model_and_data(args.model)
+    agent = load_run(args.agent).agent if args.agent is not None else None
+    writer = SummaryWriter(args.tensorboard) if args.tensorboard else None
+    data = generate(
+        model,
+        args.episodes,
+        args.guide,
+        agent=agent,
+        candidates=args.candidates,
+        horizon=args.horizon,
+        temperature=args.temperature,
+        starts=dataset,
+        seed=args.seed,
+        path=args.out,
+        writer=writer,
+    )
+    if writer is not None:
+        writer.close()
+    predicted = [e.info["predicted_return"] for e in data.episodes]
+    print(
+        f"{len(data)} episodes ({data.num_steps} steps) guided by {args.guide} into {args.out}: "
+        f"predicted return {np.mean(predicted):.1f} ± {np.std(predicted):.1f}, "
+        f"{data.episodes[0].info['model_steps']} model steps each."
     )
     return 0
 
@@ -486,7 +565,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="FILE", help="write every step's surprise and alarm as JSON")
     p.set_defaults(func=cmd_anomaly)
     _add_synthesize(sub)
+    _add_guidance(sub)
     return parser
+
+
+def _add_guidance(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("plan", parents=[_common()], help="act in the real env with a planner in a model")
+    p.add_argument("model", metavar="MODEL", help="a model folder or a run folder")
+    p.add_argument("--env", help="the real env: preset name or Gymnasium id (default: the run's)")
+    p.add_argument("--method", choices=METHODS, default="cem", help="search method (default: cem)")
+    p.add_argument("--horizon", type=_positive_int, default=30, help="steps planned ahead (default: 30)")
+    p.add_argument(
+        "--population", type=_positive_int, default=100, help="candidates per iteration (default: 100)"
+    )
+    p.add_argument("--elites", type=_positive_int, default=10, help="elites refitted to (default: 10)")
+    p.add_argument("--iterations", type=_positive_int, default=3, help="refits per action (default: 3)")
+    p.add_argument("--dataset", help="real data whose support plans stay near (default: a run's own data)")
+    p.add_argument("--episodes", type=_positive_int, default=5, help="real episodes (default: 5)")
+    p.add_argument("--tensorboard", metavar="DIR", help="log each episode's return and speed here")
+    p.set_defaults(func=cmd_plan)
+    p = sub.add_parser("generate", parents=[_common()], help="write imagined episodes steered toward reward")
+    p.add_argument("model", metavar="MODEL", help="a model folder or a run folder")
+    p.add_argument("--out", required=True, help="dataset folder to create")
+    p.add_argument("--guide", choices=GUIDES, default="best-of-n", help="how to steer (default: best-of-n)")
+    p.add_argument("--episodes", type=_positive_int, default=100, help="episodes to generate (default: 100)")
+    p.add_argument("--candidates", type=_positive_int, default=16, help="rollouts per episode (default: 16)")
+    p.add_argument("--horizon", type=_positive_int, default=200, help="most steps per episode (default: 200)")
+    p.add_argument("--temperature", type=_non_negative_float, default=1.0, help="dynamics temperature")
+    p.add_argument("--agent", metavar="RUN_DIR", help="the run whose agent steers (guide policy)")
+    p.add_argument("--tensorboard", metavar="DIR", help="log the generator's figures here")
+    p.set_defaults(func=cmd_generate)
 
 
 def _add_synthesize(sub: argparse._SubParsersAction) -> None:

@@ -125,3 +125,24 @@ def test_train_then_eval(capsys, tmp_path):
     assert [row["real_steps"] for row in summary["history"]] == [200, 300, 400]
     _one_line_error(capsys, ["train", "--resume", str(run_dir), "--seed", "0"], "got ['--seed']")
     _one_line_error(capsys, ["train"], "expected an ENV to train on, or --resume RUN_DIR")
+
+
+def test_plan_acts_in_the_real_env_with_a_planner(cartpole_model_path, capsys, tmp_path):
+    argv = ["plan", str(cartpole_model_path), "--env", "CartPole-v1", "--episodes", "1", "--horizon", "5"]
+    argv += ["--population", "16", "--elites", "2", "--iterations", "1", "--tensorboard", str(tmp_path / "tb")]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "episode 0: return" in out and "cem in CartPole-v1: return" in out
+    assert any((tmp_path / "tb").iterdir())
+
+
+def test_plan_without_an_env_is_one_line(cartpole_model_path, capsys):
+    _one_line_error(capsys, ["plan", str(cartpole_model_path)], "--env: expected the real env")
+
+
+def test_generate_writes_guided_episodes(cartpole_model_path, capsys, tmp_path):
+    argv = ["generate", str(cartpole_model_path), "--out", str(tmp_path / "gen"), "--episodes", "4"]
+    assert main([*argv, "--candidates", "4", "--horizon", "10"]) == 0
+    data = RolloutDataset.load(tmp_path / "gen")
+    assert len(data) == 4 and all(e.info["guide"] == "best-of-n" for e in data.episodes)
+    assert "4 episodes" in capsys.readouterr().out
