@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.monitor import Monitor
 
 import genrl
 from genrl import GenrlError, Planner
@@ -96,7 +97,7 @@ def test_predict_follows_sb3s_contract_in_collect_and_evaluate_policy(cartpole_m
     venv = gym.make_vec("CartPole-v1", num_envs=2, vectorization_mode="sync")
     data = genrl.collect(venv, 30, policy=planner, seed=0, progress=False)
     assert data.num_steps >= 30
-    mean, _ = evaluate_policy(planner, gym.make("CartPole-v1"), n_eval_episodes=1)
+    mean, _ = evaluate_policy(planner, Monitor(gym.make("CartPole-v1")), n_eval_episodes=1)
     assert mean > 0
 
 
