@@ -12,6 +12,7 @@ written as each finishes, so a rerun resumes.
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -43,22 +44,25 @@ TASKS: dict[str, dict[str, Any]] = {
 }
 
 
-def fitted_model(task: str, steps: int, seed: int) -> tuple[genrl.WorldModel, genrl.RolloutDataset, float]:
-    """The preset's world model fitted on ``steps`` random real steps; and the fit's wall time."""
+def fitted_model(
+    task: str, steps: int, seed: int, sizes: dict[str, int] | None = None
+) -> tuple[genrl.WorldModel, genrl.RolloutDataset, float]:
+    """The preset's world model (``sizes`` changed) fitted on ``steps`` random real steps; the fit's time."""
     spec = TASKS[task]
     preset = load_preset("envs", task)
     data = genrl.collect(spec["env_id"], steps, seed=seed, progress=False)
-    settings = {**preset.get("world_model", {}), **preset.get("fit", {})}
+    settings = {**preset.get("world_model", {}), **preset.get("fit", {}), **(sizes or {})}
     model = genrl.WorldModel(data.observation_space, data.action_space, settings, seed=seed)
     start = time.perf_counter()
     model.fit(data, progress=False)
     return model.eval(), data, time.perf_counter() - start
 
 
-def run(task: str, method: str, steps: int, seed: int) -> dict[str, Any]:
+def run(task: str, method: str, steps: int, seed: int, args: argparse.Namespace) -> dict[str, Any]:
     spec = TASKS[task]
-    model, data, fit_s = fitted_model(task, steps, seed)
-    settings = dict(spec["planner"])
+    sizes = {"hidden_dim": args.hidden, "rnn_dim": args.hidden}
+    model, data, fit_s = fitted_model(task, steps, seed, sizes)
+    settings = {**spec["planner"], **json.loads(args.planner)}
     support = data if settings.get("support_penalty", 0.0) > 0 else None
     planner = Planner(model, method=method, support=support, seed=seed, **settings)
     env = gym.make(spec["env_id"])
@@ -80,6 +84,7 @@ def run(task: str, method: str, steps: int, seed: int) -> dict[str, Any]:
         "seed": seed,
         "real_steps": data.num_steps,
         "planner": settings,
+        "model_sizes": sizes,
         "fit_seconds": round(fit_s, 1),
         "returns": returns,
         "mean_return": float(np.mean(returns)),
@@ -103,16 +108,22 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1000, help="random real steps the model is fitted on")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--hidden", type=int, default=64, help="the model's hidden and recurrent sizes")
+    parser.add_argument("--planner", default="{}", help="JSON of planner settings over the task's")
+    parser.add_argument("--tag", default="", help="added to the result file names")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     rows = []
     for task in args.tasks:
         for method in args.methods:
             for seed in args.seeds:
-                path = OUT / f"{task}-{method}-{args.steps}-seed{seed}-t{args.threads}.json"
+                path = (
+                    OUT
+                    / f"{task}-{method}-{args.steps}-seed{seed}-t{args.threads}-h{args.hidden}{args.tag}.json"
+                )
                 record = read_json(path, "a benchmark record") if Path(path).exists() else None
                 if record is None:
-                    record = run(task, method, args.steps, seed)
+                    record = run(task, method, args.steps, seed, args)
                     write_json(path, record)
                 rows.append(record)
                 print(f"{task} {method} seed {seed}: {record['mean_return']:.1f}", flush=True)
