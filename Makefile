@@ -31,11 +31,15 @@ format: setup
 test: lint
 	$(BIN)/python -m pytest -q --durations=8 tests
 
-# Benchmarks, never part of `make test` (about an hour on 2 cores); results in benchmarks/RESULTS.md.
+# Benchmarks, never part of `make test` (about two hours on 2 cores); results in benchmarks/RESULTS.md.
 bench: setup
 	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/throughput.py
 	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/sample_efficiency.py
 	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/anomaly.py --out benchmarks/anomaly.json
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/planning.py
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/generation.py
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/augmentation.py
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/synthesis.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache

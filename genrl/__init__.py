@@ -21,6 +21,7 @@ from genrl.dream.registration import register_envs
 from genrl.dream.vec_env import DreamVecEnv
 from genrl.errors import GenrlError
 from genrl.evaluation.evaluate import EvaluationReport, evaluate
+from genrl.guidance.augment import ImaginedReplay
 from genrl.guidance.generate import generate
 from genrl.guidance.planner import Planner
 from genrl.guidance.synthesis import SynthesisResult, synthesize
@@ -41,6 +42,7 @@ __all__ = [
     "EvaluationReport",
     "FitConfig",
     "GenrlError",
+    "ImaginedReplay",
     "Planner",
     "RolloutDataset",
     "SurpriseDetector",
