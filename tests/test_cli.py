@@ -129,7 +129,8 @@ def test_train_then_eval(capsys, tmp_path):
 
 def test_plan_acts_in_the_real_env_with_a_planner(cartpole_model_path, capsys, tmp_path):
     argv = ["plan", str(cartpole_model_path), "--env", "CartPole-v1", "--episodes", "1", "--horizon", "5"]
-    argv += ["--population", "16", "--elites", "2", "--iterations", "1", "--tensorboard", str(tmp_path / "tb")]
+    argv += ["--population", "16", "--elites", "2", "--iterations", "1"]
+    argv += ["--tensorboard", str(tmp_path / "tb")]
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "episode 0: return" in out and "cem in CartPole-v1: return" in out
