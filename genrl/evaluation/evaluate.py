@@ -29,11 +29,12 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from genrl.data.collect import as_policy, collect
+from genrl.data.collect import collect
 from genrl.data.dataset import RolloutDataset
 from genrl.data.envs import make_env
 from genrl.data.episode import cut_windows
-from genrl.dream.batch import DreamBatch, as_model
+from genrl.dream.batch import as_model
+from genrl.dream.play import dream_returns
 from genrl.errors import GenrlError
 from genrl.evaluation.baselines import LinearDynamics, RepeatLast
 from genrl.evaluation.critic import realism_critic
@@ -330,22 +331,13 @@ def _dream_gap(
     seed: int,
 ) -> list[dict[str, float]]:
     """The policy's mean return in dreams started from the real episodes' first states."""
-    act = as_policy(policy, ActionCodec(model.action_space), deterministic=True)
-    starts = torch.as_tensor(real.start_states(), device=model.device)
+    starts = real.start_states()
     rows = []
     for temperature in temperatures:
         if temperature < 0:
             raise GenrlError(f"expected temperatures >= 0, got {temperature!r}")
-        dreams = DreamBatch(model, len(starts), horizon=max_steps, temperature=float(temperature), seed=seed)
-        obs = dreams.reset(initial_obs=starts)
-        total = torch.zeros(len(starts), device=model.device)
-        alive = torch.ones(len(starts), dtype=torch.bool, device=model.device)
-        while alive.any():
-            action = torch.as_tensor(act(obs.cpu().numpy()), device=model.device)
-            obs, reward, terminated, truncated, _ = dreams.step(action)
-            total += torch.where(alive, reward, torch.zeros_like(reward))
-            alive &= ~(terminated | truncated)
-        dream_return = float(total.mean())
+        returns = dream_returns(model, policy, starts, max_steps, float(temperature), seed=seed)
+        dream_return = float(returns.mean())
         real_return = float(np.mean(real_returns))
         rows.append(
             {
@@ -353,7 +345,7 @@ def _dream_gap(
                 "dream_return": dream_return,
                 "real_return": real_return,
                 "gap": dream_return - real_return,
-                "abs_error_per_episode": float(np.mean(np.abs(total.cpu().numpy() - np.array(real_returns)))),
+                "abs_error_per_episode": float(np.mean(np.abs(returns - np.array(real_returns)))),
             }
         )
     return rows
