@@ -34,12 +34,12 @@ TASKS: dict[str, dict[str, Any]] = {
     "cartpole": {
         "env_id": "CartPole-v1",
         "target": 475.0,
-        "planner": {"horizon": 30, "population": 100, "elites": 10, "iterations": 3, "support_penalty": 0.1},
+        "planner": {"horizon": 30, "population": 100, "elites": 10, "iterations": 2, "support_penalty": 0.1},
     },
     "pendulum": {
         "env_id": "Pendulum-v1",
         "target": -200.0,
-        "planner": {"horizon": 30, "population": 100, "elites": 10, "iterations": 3, "support_penalty": 0.0},
+        "planner": {"horizon": 30, "population": 100, "elites": 10, "iterations": 2, "support_penalty": 0.0},
     },
 }
 

@@ -121,6 +121,7 @@ class Planner:
         self.reward_fn = reward_fn
         self.support_penalty = check_float(support_penalty, "support_penalty", 0.0)
         self._support, self._radius = self._support_set(support)
+        self._support_sq = None if self._support is None else (self._support**2).sum(1)
         self.observation_space, self.action_space = model.observation_space, model.action_space
         self.discrete = model.actions.discrete
         self._width = model.actions.dim if self.discrete else int(np.prod(self.action_space.shape))
@@ -150,7 +151,10 @@ class Planner:
 
     def _off_support(self, z: torch.Tensor) -> torch.Tensor:
         """How far each latent (B, latent_dim) lies beyond the data's spacing, in latent units."""
-        return (torch.cdist(z, self._support).amin(1) - self._radius).clamp(min=0.0)
+        # |a - b|^2 = |a|^2 - 2 a.b + |b|^2, minimised over b before adding |a|^2: half of cdist's
+        # time on every imagined step, where this is the planner's third largest cost.
+        nearest_sq = (self._support_sq[None] - 2.0 * z @ self._support.T).amin(1) + (z * z).sum(1)
+        return (nearest_sq.clamp(min=0.0).sqrt() - self._radius).clamp(min=0.0)
 
     # ---- SB3's interface -------------------------------------------------------------------------
 
