@@ -579,7 +579,7 @@ def _add_guidance(sub: argparse._SubParsersAction) -> None:
         "--population", type=_positive_int, default=100, help="candidates per iteration (default: 100)"
     )
     p.add_argument("--elites", type=_positive_int, default=10, help="elites refitted to (default: 10)")
-    p.add_argument("--iterations", type=_positive_int, default=3, help="refits per action (default: 3)")
+    p.add_argument("--iterations", type=_positive_int, default=2, help="refits per action (default: 2)")
     p.add_argument("--dataset", help="real data whose support plans stay near (default: a run's own data)")
     p.add_argument("--episodes", type=_positive_int, default=5, help="real episodes (default: 5)")
     p.add_argument("--tensorboard", metavar="DIR", help="log each episode's return and speed here")
