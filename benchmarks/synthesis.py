@@ -36,21 +36,16 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import command, commit, machine, table  # noqa: E402
+from sample_efficiency import TASKS  # noqa: E402
 
 ENV_ID = "CartPole-v1"
 GOOD = 475.0  # "good from ordinary starts": CartPole's solved threshold
-# rl-baselines3-zoo's PPO for CartPole-v1 (hyperparams/ppo.yml), as in sample_efficiency.py.
+# rl-baselines3-zoo's PPO for CartPole-v1 (hyperparams/ppo.yml): sample_efficiency.py's baseline.
+_ZOO = TASKS["cartpole"].baselines["ppo"]
 PPO = {
     "algorithm": "ppo",
     "hyperparameters": {
-        "n_steps": 32,
-        "batch_size": 256,
-        "gae_lambda": 0.8,
-        "gamma": 0.98,
-        "n_epochs": 20,
-        "ent_coef": 0.0,
-        "learning_rate": "lin_0.001",
-        "clip_range": "lin_0.2",
+        **{k: v for k, v in _ZOO.items() if k not in ("algo", "budget", "n_envs")},
         "device": "cpu",
     },
 }

@@ -27,7 +27,7 @@ from genrl.data.dataset import RolloutDataset
 from genrl.data.episode import Episode
 from genrl.dream.batch import as_model
 from genrl.errors import GenrlError
-from genrl.guidance.planner import Planner, RewardFn
+from genrl.guidance.planner import Planner, RewardFn, scored_reward
 from genrl.model.world_model import WorldModel
 from genrl.util.checks import check_choice, check_float, check_int
 from genrl.util.seeding import fresh_seed
@@ -144,7 +144,7 @@ class _Generator:
             gamma=1.0,
         )
         planner.generator = self.generator
-        plan = _plan_for(planner, len(z0))
+        plan = planner.new_plan(len(z0))
         planner.optimize(z0, plan)
         best = planner.to_env(plan.best.reshape(-1, *plan.best.shape[2:])).reshape(
             len(z0), self.horizon, *self.model.action_space.shape
@@ -175,7 +175,9 @@ class _Generator:
             out = self.model.step(z, h, action, self.temperature, self.generator)
             next_obs = self.model.decode(out.z)
             reward = (
-                out.reward if self.reward_fn is None else _scored(self.reward_fn, obs[-1], action, next_obs)
+                out.reward
+                if self.reward_fn is None
+                else scored_reward(self.reward_fn, obs[-1], action, next_obs)
             )
             taken.append(action)
             rewards.append(reward)
@@ -191,25 +193,6 @@ class _Generator:
         return Rollouts(
             torch.stack(obs, 1), torch.stack(taken, 1), torch.stack(rewards, 1), first, ended_t.any(1)
         )
-
-
-def _plan_for(planner: Planner, n: int):
-    from genrl.guidance.planner import _Plan  # the search distribution is the planner's own
-
-    return _Plan.fresh(planner, n)
-
-
-def _scored(
-    reward_fn: RewardFn, obs: torch.Tensor, action: torch.Tensor, next_obs: torch.Tensor
-) -> torch.Tensor:
-    reward = torch.as_tensor(
-        reward_fn(obs, action, next_obs), dtype=torch.float32, device=obs.device
-    ).reshape(-1)
-    if reward.shape[0] != obs.shape[0]:
-        raise GenrlError(
-            f"reward_fn: expected {obs.shape[0]} rewards, one per transition, got {reward.shape[0]}"
-        )
-    return reward
 
 
 def _agent_actions(model: WorldModel, agent: Any, deterministic: bool):

@@ -249,13 +249,11 @@ class Planner:
         return ret.reshape(n, p)
 
     def _custom_reward(self, z: torch.Tensor, action: torch.Tensor, z_next: torch.Tensor) -> torch.Tensor:
-        reward = self.reward_fn(self.model.decode(z), action, self.model.decode(z_next))
-        reward = torch.as_tensor(reward, dtype=torch.float32, device=z.device).reshape(-1)
-        if reward.shape[0] != z.shape[0]:
-            raise GenrlError(
-                f"reward_fn: expected {z.shape[0]} rewards, one per transition, got {reward.shape[0]}"
-            )
-        return reward
+        return scored_reward(self.reward_fn, self.model.decode(z), action, self.model.decode(z_next))
+
+    def new_plan(self, n: int) -> _Plan:
+        """Fresh search distributions for ``n`` envs, to refine with :meth:`optimize`."""
+        return _Plan.fresh(self, n)
 
     def to_env(self, actions: torch.Tensor) -> torch.Tensor:
         """Planner actions (indices, or values in [-1, 1]) -> env actions."""
@@ -378,6 +376,19 @@ class _Plan:
         if self.planner.method == "icem" and self.best is not None:
             return self.best[:, 0]
         return self.mode()[:, 0]
+
+
+def scored_reward(
+    reward_fn: RewardFn, obs: torch.Tensor, action: torch.Tensor, next_obs: torch.Tensor
+) -> torch.Tensor:
+    """A user's ``reward_fn`` on a batch of transitions as a float tensor (B,), or a one-line error."""
+    reward = torch.as_tensor(reward_fn(obs, action, next_obs), dtype=torch.float32, device=obs.device)
+    reward = reward.reshape(-1)
+    if reward.shape[0] != obs.shape[0]:
+        raise GenrlError(
+            f"reward_fn: expected {obs.shape[0]} rewards, one per transition, got {reward.shape[0]}"
+        )
+    return reward
 
 
 def _expand_index(index: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
