@@ -5,6 +5,9 @@ BIN    := $(VENV)/bin
 # CPU machines get the small CPU build of torch; with an NVIDIA driver present, a CUDA build.
 TORCH  ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo "torch>=2.2" || echo "torch==2.13.0")
 
+# The optional extras that install and run on a CPU machine, so `make test` runs their tests too.
+EXTRAS ?= ray,minari
+
 .PHONY: setup demo test lint format bench clean
 
 setup: $(VENV)/.installed
@@ -13,20 +16,20 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install --quiet "$(TORCH)"
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,$(EXTRAS)]"
 	touch $@
 
 demo: setup
 	$(BIN)/genrl train cartpole
 
 lint: setup
-	$(BIN)/ruff check genrl tests examples benchmarks
-	$(BIN)/ruff format --check genrl tests examples benchmarks
+	$(BIN)/ruff check genrl tests examples benchmarks docs
+	$(BIN)/ruff format --check genrl tests examples benchmarks docs
 	$(BIN)/lint-imports --no-cache  # the import direction between genrl's layers (pyproject.toml)
 
 format: setup
-	$(BIN)/ruff format genrl tests examples benchmarks
-	$(BIN)/ruff check --fix genrl tests examples benchmarks
+	$(BIN)/ruff format genrl tests examples benchmarks docs
+	$(BIN)/ruff check --fix genrl tests examples benchmarks docs
 
 test: lint
 	$(BIN)/python -m pytest -q --durations=8 tests

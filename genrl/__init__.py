@@ -3,18 +3,20 @@
 The code follows the data flow, one folder per stage (imports point down this list only)::
 
     genrl.util        leaf helpers: files, checks, spaces, devices, seeds, progress
-    genrl.data        real envs -> episodes on disk: collect, RolloutDataset, Episode
+    genrl.data        real envs -> episodes on disk: collect (local or on Ray), RolloutDataset,
+                      Episode, Minari import and export
     genrl.model       the world model: encoders, dynamics, losses, trainer, file format
     genrl.dream       dreams: DreamEnv, DreamVecEnv, genrl/Dream-v0
     genrl.evaluation  reports on a model       genrl.anomaly  surprise and faults
     genrl.guidance    steering the model toward reward: Planner, generate, augmentation, synthesis
-    genrl.training    the loop, its config, checkpoints, runs, agents and presets
+    genrl.training    the loop, its config, checkpoints, runs, sweeps, agents and presets
 """
 
 from genrl.anomaly import AnomalyMonitor, SurpriseDetector
 from genrl.data.collect import collect
 from genrl.data.dataset import RolloutDataset
 from genrl.data.episode import Episode
+from genrl.data.minari import from_minari, to_minari
 from genrl.dream.env import DreamEnv
 from genrl.dream.package import EnvPackage, load_package
 from genrl.dream.registration import register_envs
@@ -31,6 +33,7 @@ from genrl.training.config import TrainConfig
 from genrl.training.loop import resume, train_in_imagination
 from genrl.training.package import train_on_package
 from genrl.training.run import TrainResult, load_run
+from genrl.training.sweep import SweepResult, sweep
 
 __version__ = "0.2.0"
 __all__ = [
@@ -46,6 +49,7 @@ __all__ = [
     "Planner",
     "RolloutDataset",
     "SurpriseDetector",
+    "SweepResult",
     "SynthesisResult",
     "TrainConfig",
     "TrainResult",
@@ -53,11 +57,14 @@ __all__ = [
     "WorldModelConfig",
     "collect",
     "evaluate",
+    "from_minari",
     "generate",
     "load_package",
     "load_run",
     "resume",
+    "sweep",
     "synthesize",
+    "to_minari",
     "train_in_imagination",
     "train_on_package",
 ]

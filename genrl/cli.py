@@ -40,6 +40,7 @@ from genrl.training.config import resolve_config
 from genrl.training.loop import default_run_dir, resume, train_in_imagination
 from genrl.training.package import train_on_package
 from genrl.training.run import load_run
+from genrl.training.sweep import parse_setting, sweep
 from genrl.util.device import resolve_device
 from genrl.util.files import write_json
 from genrl.util.progress import progress_enabled
@@ -244,16 +245,74 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    """Train over seeds and a settings grid as Ray tasks; print the combined table."""
+    grid = dict(parse_setting(text, grid=True) for text in args.grid)
+    settings = {k: v[0] for k, v in (parse_setting(text, grid=False) for text in args.settings)}
+    result = sweep(
+        args.env,
+        args.seeds,
+        grid,
+        out=args.out,
+        settings=settings,
+        address=args.address,
+        workers=args.workers,
+        progress=args.progress,
+    )
+    table = Table(title=f"genrl sweep {args.env} (seeds {args.seeds})")
+    columns = ("setting", "trials", "return median", "return IQM [95% CI]", "real steps", "reached target")
+    for name in columns:
+        table.add_column(name, justify="left" if name == "setting" else "right")
+    for row in result.table:
+        if not row["trials"]:
+            table.add_row(row["setting"], f"0 ({row['failed']} failed)", "-", "-", "-", "-")
+            continue
+        low, high = row["return_iqm_ci95"]
+        reached = f"{row['reached_target']}/{row['trials']}"
+        if row["steps_to_target_median"] is not None:
+            reached += f" (median {row['steps_to_target_median']:.0f} steps)"
+        table.add_row(
+            row["setting"],
+            str(row["trials"]) + (f" ({row['failed']} failed)" if row["failed"] else ""),
+            f"{row['return_median']:.1f}",
+            f"{row['return_iqm']:.1f} [{low:.1f}, {high:.1f}]",
+            f"{row['real_steps_median']:.0f}",
+            reached,
+        )
+    console.print(table)
+    failed = [t for t in result.trials if t.get("status") == "failed"]
+    for trial in failed:
+        print(
+            f"genrl: trial {trial['setting']} seed {trial['seed']} failed: {trial['error']}", file=sys.stderr
+        )
+    print(f"Sweep of {len(result.trials)} trials; results in {result.out / 'sweep.json'}")
+    return 1 if failed else 0
+
+
 def cmd_collect(args: argparse.Namespace) -> int:
     """Record random-policy episodes of a real env into a dataset folder (created or appended to)."""
     env_id = resolve_config(args.env).env_id
     env = make_env(env_id)
     try:
         dataset = RolloutDataset.open(args.path, env.observation_space, env.action_space)
-        before = len(dataset)
-        collect(env, args.steps, seed=args.seed, dataset=dataset, progress=args.progress)
     finally:
         env.close()
+    before = len(dataset)
+    source = env_id if args.backend == "ray" else make_env(env_id)
+    try:
+        collect(
+            source,
+            args.steps,
+            seed=args.seed,
+            dataset=dataset,
+            progress=args.progress,
+            backend=args.backend,
+            workers=args.workers,
+            address=args.address,
+        )
+    finally:
+        if not isinstance(source, str):
+            source.close()
     returns = dataset.episode_returns()[before:]
     new_steps = sum(ep.length for ep in dataset.episodes[before:])
     print(
@@ -265,8 +324,16 @@ def cmd_collect(args: argparse.Namespace) -> int:
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
-    """Fit a world model on a dataset folder, save it, and print its held-out losses."""
-    dataset = RolloutDataset.load(args.data_dir)
+    """Fit a world model on a dataset folder (or a Minari dataset), save it, and print its held-out losses."""
+    if (args.data_dir is None) == (args.minari is None):
+        given = "both" if args.data_dir is not None else "neither"
+        raise GenrlError(f"fit: expected exactly one of DATA_DIR or --minari DATASET_ID, got {given}")
+    if args.minari is not None:
+        from genrl.data.minari import from_minari  # Minari is an optional extra, imported on use
+
+        dataset = from_minari(args.minari)
+    else:
+        dataset = RolloutDataset.load(args.data_dir)
     preset = resolve_config(args.env) if args.env is not None else None
     config, fit = (preset.world_model, preset.fit) if preset is not None else (None, None)
     model = WorldModel(dataset.observation_space, dataset.action_space, config, fit, seed=args.seed)
@@ -510,10 +577,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("env", metavar="ENV", help=env_help)
     p.add_argument("--steps", type=_positive_int, required=True, help="transitions to record")
     p.add_argument("--path", required=True, help="dataset folder to create or append to")
+    p.add_argument("--backend", choices=("local", "ray"), default="local", help="where envs run (local)")
+    p.add_argument("--workers", type=_positive_int, help="Ray workers, with --backend ray (default: 2)")
+    p.add_argument("--address", help="an existing Ray cluster, with --backend ray (default: a local Ray)")
     p.set_defaults(func=cmd_collect)
 
     p = sub.add_parser("fit", parents=[_common()], help="fit a world model on a dataset folder")
-    p.add_argument("data_dir", metavar="DATA_DIR", help="dataset folder written by `genrl collect`")
+    p.add_argument(
+        "data_dir", metavar="DATA_DIR", nargs="?", help="dataset folder written by `genrl collect`"
+    )
+    p.add_argument(
+        "--minari", metavar="DATASET_ID", help="fit on a locally installed Minari dataset instead of DATA_DIR"
+    )
     p.add_argument("--out", required=True, metavar="MODEL_DIR", help="folder to save the model in")
     p.add_argument(
         "--steps", type=_positive_int, help="gradient steps (default: the preset's fit_steps, else 1000)"
@@ -566,7 +641,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_anomaly)
     _add_synthesize(sub)
     _add_guidance(sub)
+    _add_sweep(sub, env_help)
     return parser
+
+
+def _add_sweep(sub: argparse._SubParsersAction, env_help: str) -> None:
+    p = sub.add_parser(
+        "sweep", parents=[_common()], help="train over seeds and a grid of settings on Ray; one table"
+    )
+    p.add_argument("env", metavar="ENV", help=env_help)
+    p.add_argument("--seeds", default="0-4", help="seeds as a range or list: 0-4, 0,3,7 (default: 0-4)")
+    p.add_argument(
+        "--grid",
+        action="append",
+        default=[],
+        metavar="KEY=V1,V2",
+        help="a setting to vary, e.g. dream_steps=20000,50000 or fit.steps=500,1500 (repeatable)",
+    )
+    p.add_argument(
+        "--set",
+        dest="settings",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a setting every trial shares, e.g. iterations=3 (repeatable)",
+    )
+    p.add_argument("--out", default="runs/sweep", help="sweep folder: sweep.json, one run folder per trial")
+    p.add_argument("--address", help="an existing Ray cluster (default: a new local Ray)")
+    p.add_argument("--workers", type=_positive_int, help="trials at a time on a local Ray (default: CPUs)")
+    p.set_defaults(func=cmd_sweep)
 
 
 def _add_guidance(sub: argparse._SubParsersAction) -> None:

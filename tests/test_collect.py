@@ -1,3 +1,5 @@
+import sys
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -211,3 +213,17 @@ def test_collect_rejects_bad_input(kwargs, match):
 def test_unsupported_env_is_rejected():
     with pytest.raises(GenrlError, match="unsupported"):
         genrl.collect("Blackjack-v1", 10, progress=False)
+
+
+def test_collect_from_a_function_making_the_env():
+    ds = genrl.collect(lambda: gym.make("CartPole-v1"), 50, seed=0, progress=False)
+    assert ds.num_steps == 50
+    with pytest.raises(GenrlError, match="must return a gymnasium.Env"):
+        genrl.collect(lambda: "CartPole-v1", 10, progress=False)
+
+
+def test_ray_backend_without_ray_says_what_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if the genrl[ray] extra were not installed
+    with pytest.raises(GenrlError, match=r"pip install 'genrl\[ray\]'"):
+        genrl.collect("CartPole-v1", 10, backend="ray", progress=False)
+    assert genrl.collect("CartPole-v1", 10, seed=0, progress=False).num_steps == 10  # local: unchanged

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
 from typing import Any
@@ -13,15 +14,17 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from genrl.data.dataset import RolloutDataset
 from genrl.data.envs import make_env
 from genrl.errors import GenrlError
-from genrl.util.checks import check_float, check_int
+from genrl.util.checks import check_choice, check_float, check_int
 from genrl.util.progress import progress_bar
+from genrl.util.seeding import fresh_seed
 from genrl.util.spaces import ActionCodec
 
 Policy = Callable[[np.ndarray], Any]
+BACKENDS = ("local", "ray")
 
 
 def collect(
-    env: str | gym.Env | VectorEnv,
+    env: str | gym.Env | VectorEnv | Callable[[], gym.Env],
     steps: int | None = None,
     policy: Policy | Any | None = None,
     *,
@@ -32,10 +35,14 @@ def collect(
     epsilon: float = 0.0,
     deterministic: bool = False,
     progress: bool = True,
+    backend: str = "local",
+    workers: int | None = None,
+    address: str | None = None,
 ) -> RolloutDataset:
     """Record ``steps`` real transitions and append them, as episodes, to a dataset.
 
-    :param env: an env id, a ``gymnasium.Env`` or a ``gymnasium`` vector env
+    :param env: an env id, a ``gymnasium.Env``, a ``gymnasium`` vector env, or a function that
+        makes an env (for ``backend="ray"``: an id or such a function, as workers make their own)
     :param steps: transitions to record (reset steps of vector envs are never counted)
     :param episodes: instead of ``steps``, the number of whole episodes to record; episodes still
         running when they are complete are dropped, not cut
@@ -46,6 +53,10 @@ def collect(
     :param dataset: an existing dataset to append to
     :param epsilon: probability of replacing the policy's action by a random one, per env and step
     :param deterministic: passed to an SB3 model's ``predict``
+    :param backend: ``"local"`` steps the env in this process; ``"ray"`` plays whole episodes on
+        ``workers`` Ray workers (the ``genrl[ray]`` extra; see :mod:`genrl.data.ray_collect`)
+    :param workers: Ray workers (default: 2); only with ``backend="ray"``
+    :param address: an existing Ray cluster to use (default: the running or a new local Ray)
     :return: the dataset, holding the new episodes. An episode still running when ``steps`` is
         reached is stored with ``truncated`` set on its last step.
     """
@@ -56,6 +67,21 @@ def collect(
     else:
         episodes = check_int(episodes, "collect episodes", 1)
     epsilon = check_float(epsilon, "collect epsilon", 0.0, 1.0)
+    args = (env, steps, episodes, policy, seed, path, dataset, epsilon, deterministic, progress)
+    if check_choice(backend, "collect backend", BACKENDS) == "ray":
+        return _collect_on_ray(*args, workers, address)
+    if workers is not None or address is not None:
+        raise GenrlError(
+            f"workers and address are settings of backend='ray': expected backend='ray' with them, "
+            f"got backend={backend!r}"
+        )
+    return _collect_locally(*args)
+
+
+def _collect_locally(
+    env, steps, episodes, policy, seed, path, dataset, epsilon, deterministic, progress
+) -> RolloutDataset:
+    """collect() in this process, on a vector env of the given env."""
     venv, owned = _as_vector_env(env)
     try:
         obs_space, act_space = venv.single_observation_space, venv.single_action_space
@@ -77,7 +103,7 @@ def collect(
     return dataset
 
 
-def _as_vector_env(env: str | gym.Env | VectorEnv) -> tuple[VectorEnv, bool]:
+def _as_vector_env(env: str | gym.Env | VectorEnv | Callable[[], gym.Env]) -> tuple[VectorEnv, bool]:
     if isinstance(env, str):
         make_env(env).close()  # fail fast with a clear message for an unknown id
         return gym.make_vec(env, num_envs=1, vectorization_mode="sync"), True
@@ -86,7 +112,70 @@ def _as_vector_env(env: str | gym.Env | VectorEnv) -> tuple[VectorEnv, bool]:
     if isinstance(env, gym.Env):
         # The user keeps ownership of their instance; we never close it.
         return gym.vector.SyncVectorEnv([lambda: env]), False
-    raise GenrlError(f"env must be an env id, a gymnasium.Env or a vector env, got {type(env).__name__}")
+    if callable(env):
+        return gym.vector.SyncVectorEnv([_checked_maker(env)]), True
+    raise GenrlError(
+        f"env must be an env id, a gymnasium.Env, a vector env or a function making an env, "
+        f"got {type(env).__name__}"
+    )
+
+
+def _checked_maker(make: Callable[[], Any]) -> Callable[[], gym.Env]:
+    """``make``, checked to return a ``gymnasium.Env`` when it is called."""
+
+    def checked() -> gym.Env:
+        env = make()
+        if not isinstance(env, gym.Env):
+            raise GenrlError(f"the env function must return a gymnasium.Env, got {type(env).__name__}")
+        return env
+
+    return checked
+
+
+def _collect_on_ray(
+    env, steps, episodes, policy, seed, path, dataset, epsilon, deterministic, progress, workers, address
+) -> RolloutDataset:
+    """collect() on Ray workers: each makes its own env, from an id or a function."""
+    from genrl.data.ray_collect import collect_on_ray, require_ray
+
+    require_ray()
+    workers = check_int(2 if workers is None else workers, "collect workers", 1)
+    if isinstance(env, str):
+        probe = make_env(env)  # fail fast, here, for an unknown id; and the spaces
+        make: Callable[[], gym.Env] = functools.partial(make_env, env)
+    elif isinstance(env, (gym.Env, VectorEnv)) or not callable(env):
+        raise GenrlError(
+            "backend='ray' needs an env id or a function that makes the env (each worker makes its "
+            f"own): got {type(env).__name__}"
+        )
+    else:
+        make = _checked_maker(env)
+        probe = make()
+    obs_space, act_space = probe.observation_space, probe.action_space
+    probe.close()
+    if dataset is None:
+        dataset = (
+            RolloutDataset.open(path, obs_space, act_space)
+            if path is not None
+            else RolloutDataset(obs_space, act_space)
+        )
+    else:
+        dataset.check_spaces(obs_space, act_space)
+    if policy is not None and not (hasattr(policy, "predict") or callable(policy)):
+        raise GenrlError(f"policy must be None, an SB3 model or a callable, got {type(policy).__name__}")
+    return collect_on_ray(
+        make,
+        dataset,
+        policy,
+        steps=steps,
+        episodes=episodes,
+        seed=fresh_seed(seed),
+        epsilon=epsilon,
+        deterministic=deterministic,
+        workers=workers,
+        address=address,
+        progress=progress,
+    )
 
 
 def as_policy(

@@ -41,6 +41,7 @@ from genrl.model.world_model import WorldModel
 from genrl.training.agents import agent_preset, make_agent, save_policy
 from genrl.training.checkpoint import Checkpoint, CheckpointStore, Phase
 from genrl.training.config import TrainConfig, resolve_config
+from genrl.training.hparams import log_hparams
 from genrl.training.run import TrainResult, read_config
 from genrl.util.checks import one_line
 from genrl.util.device import resolve_device
@@ -190,6 +191,8 @@ class _Loop:
         try:
             self._build()
             self._restore(last)
+            if last is None:  # a new run: its settings as TensorBoard hparams, once
+                log_hparams(self.writer, cfg)
         except BaseException:  # a run that cannot start still closes its writer and envs
             self.close()
             raise
@@ -387,6 +390,7 @@ def _log(writer: SummaryWriter, row: dict[str, Any]) -> None:
     writer.add_scalar("real/eval_return_std", row["eval_return_std"], step)
     writer.add_scalar("dream/eval_return_mean", row["dream_return_mean"], step)
     writer.add_scalar("dream/real_gap", row["dream_real_gap"], step)
+    writer.add_scalar("real/steps", step, step)
     writer.flush()
 
 
