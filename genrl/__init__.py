@@ -9,7 +9,8 @@ The code follows the data flow, one folder per stage (imports point down this li
     genrl.dream       dreams: DreamEnv, DreamVecEnv, genrl/Dream-v0
     genrl.evaluation  reports on a model       genrl.anomaly  surprise and faults
     genrl.guidance    steering the model toward reward: Planner, generate, augmentation, synthesis
-    genrl.training    the loop, its config, checkpoints, runs, sweeps, agents and presets
+    genrl.training    the loop, its config, checkpoints, runs, sweeps, SB3 callbacks (Dyna,
+                      real evaluation), agents and presets
 """
 
 from genrl.anomaly import AnomalyMonitor, SurpriseDetector
@@ -29,16 +30,18 @@ from genrl.guidance.planner import Planner
 from genrl.guidance.synthesis import SynthesisResult, synthesize
 from genrl.model.config import FitConfig, WorldModelConfig
 from genrl.model.world_model import WorldModel
+from genrl.training.callbacks import DreamTraining, RealEvaluation
 from genrl.training.config import TrainConfig
 from genrl.training.loop import resume, train_in_imagination
 from genrl.training.package import train_on_package
-from genrl.training.run import TrainResult, load_run
+from genrl.training.run import TrainResult, load_run, save_run
 from genrl.training.sweep import SweepResult, sweep
 
 __version__ = "0.2.0"
 __all__ = [
     "AnomalyMonitor",
     "DreamEnv",
+    "DreamTraining",
     "DreamVecEnv",
     "EnvPackage",
     "Episode",
@@ -47,6 +50,7 @@ __all__ = [
     "GenrlError",
     "ImaginedReplay",
     "Planner",
+    "RealEvaluation",
     "RolloutDataset",
     "SurpriseDetector",
     "SweepResult",
@@ -62,6 +66,7 @@ __all__ = [
     "load_package",
     "load_run",
     "resume",
+    "save_run",
     "sweep",
     "synthesize",
     "to_minari",

@@ -5,17 +5,19 @@ genrl never vendors an agent: these are SB3's own classes, unmodified.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
-from stable_baselines3 import A2C, DQN, PPO, SAC, TD3
+from stable_baselines3 import A2C, DDPG, DQN, PPO, SAC, TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.noise import NormalActionNoise
 from stable_baselines3.common.utils import LinearSchedule
 from stable_baselines3.common.vec_env import VecEnv
+from torch import nn
 
 from genrl.errors import GenrlError
 from genrl.training.presets import load_preset
@@ -24,7 +26,14 @@ from genrl.util.files import atomic_write, check_tensors
 
 POLICY_FORMAT = "genrl.policy"
 POLICY_VERSION = 1
-ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "a2c": A2C, "dqn": DQN, "sac": SAC, "td3": TD3}
+ALGORITHMS: dict[str, type[BaseAlgorithm]] = {
+    "ppo": PPO,
+    "a2c": A2C,
+    "dqn": DQN,
+    "sac": SAC,
+    "td3": TD3,
+    "ddpg": DDPG,
+}
 
 
 def agent_preset(agent: str | dict[str, Any]) -> dict[str, Any]:
@@ -48,6 +57,8 @@ def make_agent(
     kwargs = {k: _schedule(v) for k, v in {**preset.get("hyperparameters", {}), **overrides}.items()}
     if "action_noise" in kwargs:
         kwargs["action_noise"] = _action_noise(kwargs["action_noise"], env)
+    if isinstance(kwargs.get("policy_kwargs"), dict):
+        kwargs["policy_kwargs"] = _policy_kwargs(kwargs["policy_kwargs"])
     try:
         return cls(preset.get("policy", "MlpPolicy"), env, seed=seed, verbose=0, **kwargs)
     except (TypeError, AssertionError, ValueError) as exc:
@@ -66,6 +77,69 @@ def _action_noise(spec: Any, env: VecEnv) -> NormalActionNoise:
         raise GenrlError(f"action_noise: expected {{type: normal, sigma: <float>}}, got {spec!r}")
     half_range = (env.action_space.high - env.action_space.low) / 2.0
     return NormalActionNoise(np.zeros_like(half_range), float(spec.get("sigma", 0.1)) * half_range)
+
+
+def _policy_kwargs(given: dict[str, Any]) -> dict[str, Any]:
+    """``activation_fn`` named (``"ReLU"``, as JSON and YAML can hold it) -> the torch.nn class."""
+    kwargs = dict(given)  # SB3 writes into policy_kwargs: never the preset's own dict
+    name = kwargs.get("activation_fn")
+    if isinstance(name, str):
+        activation = getattr(nn, name, None)
+        if not (isinstance(activation, type) and issubclass(activation, nn.Module)):
+            raise GenrlError(f"policy_kwargs activation_fn: expected a torch.nn module name, got {name!r}")
+        kwargs["activation_fn"] = activation
+    return kwargs
+
+
+# Set by SB3 itself (A2C's RMSprop) or only about optimisation: no part of the policy's architecture.
+_NOT_ARCHITECTURE = ("optimizer_class", "optimizer_kwargs")
+
+
+def preset_of(agent: BaseAlgorithm) -> dict[str, Any]:
+    """A preset that rebuilds ``agent``'s policy architecture, for :func:`load_policy` to fill in.
+
+    It holds the algorithm, the policy's SB3 name and the ``policy_kwargs`` (net_arch...), not the
+    training hyperparameters. A subclass of an SB3 agent is saved as its nearest one (a subclass of
+    DDPG, itself a TD3 subclass, as ``ddpg``, whose ``policy_kwargs`` carry ``n_critics: 1``).
+    """
+    matches = [c for c in ALGORITHMS.values() if isinstance(agent, c)]
+    cls = next((c for c in matches if not any(m is not c and issubclass(m, c) for m in matches)), None)
+    if cls is None:
+        raise GenrlError(
+            f"expected an SB3 agent of {', '.join(c.__name__ for c in ALGORITHMS.values())}, "
+            f"got {type(agent).__name__}"
+        )
+    names: dict[type, str] = {}
+    for name, policy_cls in cls.policy_aliases.items():
+        names.setdefault(policy_cls, name)
+    policy = names.get(type(agent.policy))
+    if policy is None:
+        raise GenrlError(
+            f"expected a policy {cls.__name__} names ({sorted(cls.policy_aliases)}), "
+            f"got {type(agent.policy).__name__}"
+        )
+    hyperparameters = {"policy_kwargs": _json_policy_kwargs(agent.policy_kwargs), "device": "cpu"}
+    if getattr(agent, "use_sde", False):  # gSDE changes the shape of the policy's log_std
+        hyperparameters["use_sde"] = True
+    algorithm = next(name for name, c in ALGORITHMS.items() if c is cls)
+    return {"algorithm": algorithm, "policy": policy, "hyperparameters": hyperparameters}
+
+
+def _json_policy_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """An agent's policy_kwargs as JSON values; a torch.nn activation by its name."""
+    out: dict[str, Any] = {}
+    for key, value in kwargs.items():
+        if key in _NOT_ARCHITECTURE:
+            continue
+        if key == "activation_fn" and isinstance(value, type) and getattr(nn, value.__name__, None) is value:
+            value = value.__name__
+        try:
+            out[key] = json.loads(json.dumps(value, allow_nan=False))  # tuples become lists, as SB3 takes
+        except (TypeError, ValueError):
+            raise GenrlError(
+                f"expected policy_kwargs of JSON values to rebuild the policy, got {key}={describe(value)}"
+            ) from None
+    return out
 
 
 def save_policy(agent: BaseAlgorithm, path: str | Path) -> None:

@@ -9,10 +9,14 @@ A finished run of :func:`~genrl.train_in_imagination` holds::
     policy.safetensors   the agent's policy weights (loads without executing code)
     agent.zip            SB3's own save of the agent (a pickle: never loaded by genrl)
     checkpoints/, tb/    resume state and TensorBoard logs
+
+:func:`save_run` writes the same layout for an agent trained some other way (e.g. with the
+:class:`~genrl.training.callbacks.DreamTraining` callback), so that ``genrl eval`` reads it too.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import warnings
 from dataclasses import dataclass
@@ -26,11 +30,12 @@ from genrl.data.dataset import RolloutDataset
 from genrl.data.envs import make_env
 from genrl.errors import GenrlError
 from genrl.model.world_model import WorldModel
-from genrl.training.agents import agent_preset, load_policy, make_agent
+from genrl.training.agents import agent_preset, load_policy, make_agent, preset_of, save_policy
 from genrl.training.config import FORMAT as CONFIG_FORMAT
 from genrl.training.config import VERSION as CONFIG_VERSION
 from genrl.training.config import TrainConfig
-from genrl.util.files import check_format, read_json
+from genrl.util.checks import describe, is_int
+from genrl.util.files import atomic_folder, atomic_write, check_format, read_json, write_json
 
 
 @dataclass
@@ -91,3 +96,71 @@ def load_agent(cfg: TrainConfig, weights: str | os.PathLike) -> BaseAlgorithm:
         agent = make_agent(agent_preset(cfg.agent), venv, seed=cfg.seed)
     venv.close()
     return load_policy(agent, weights)
+
+
+def save_run(
+    run_dir: str | os.PathLike,
+    agent: BaseAlgorithm,
+    model: WorldModel,
+    dataset: RolloutDataset,
+    env_id: str,
+    history: list[dict[str, Any]] | None = None,
+) -> Path:
+    """Write a run folder that :func:`load_run` (and ``genrl eval RUN_DIR``) reads back.
+
+    ``config.json`` holds a TrainConfig whose agent preset rebuilds the agent's policy
+    architecture (:func:`~genrl.training.agents.preset_of`) and whose model settings are the
+    model's; ``summary.json`` holds ``history`` (JSON rows). Each file and folder is replaced
+    atomically, ``config.json`` last, so a folder with one is a whole run. Returns the folder.
+    """
+    if not isinstance(agent, BaseAlgorithm):
+        raise GenrlError(f"save_run: expected an SB3 agent, got {type(agent).__name__}")
+    if not isinstance(model, WorldModel):
+        raise GenrlError(f"save_run: expected a WorldModel, got {type(model).__name__}")
+    if not isinstance(dataset, RolloutDataset):
+        raise GenrlError(f"save_run: expected a RolloutDataset, got {type(dataset).__name__}")
+    dataset.check_spaces(model.observation_space, model.action_space)
+    model.check_env_spaces(agent.observation_space, agent.action_space)
+    env = make_env(env_id) if isinstance(env_id, str) else None  # TrainConfig refuses a non-string
+    if env is not None:
+        model.check_env_spaces(env.observation_space, env.action_space)  # what genrl eval will play
+        env.close()
+    seed = agent.seed if is_int(agent.seed) and 0 <= agent.seed < 2**32 else None
+    cfg = TrainConfig(
+        env_id=env_id,
+        agent=preset_of(agent),
+        seed=seed,
+        world_model=model.config,
+        fit=model.fit_config,
+    )
+    summary = {"config": cfg.to_dict(), "history": _json_rows(history)}
+    run_dir = Path(run_dir)
+    atomic_folder(run_dir / "data", lambda tmp: _copy_dataset(dataset, tmp), replace=True)
+    atomic_folder(run_dir / "model", model.save, replace=True)
+    save_policy(agent, run_dir / "policy.safetensors")
+    atomic_write(run_dir / "agent.zip", lambda tmp: _save_agent(agent, tmp))
+    write_json(run_dir / "summary.json", summary)
+    write_json(run_dir / "config.json", cfg.to_dict())
+    return run_dir
+
+
+def _json_rows(history: Any) -> list[dict[str, Any]]:
+    rows = [] if history is None else history
+    if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
+        raise GenrlError(f"save_run: expected history as a list of dicts, got {describe(history)}")
+    try:
+        return json.loads(json.dumps(rows))
+    except (TypeError, ValueError) as exc:
+        raise GenrlError(f"save_run: expected history rows of JSON values ({exc})") from None
+
+
+def _copy_dataset(dataset: RolloutDataset, folder: Path) -> None:
+    copy = RolloutDataset(dataset.observation_space, dataset.action_space, folder)
+    for episode in dataset.episodes:
+        copy.add(episode)
+
+
+def _save_agent(agent: BaseAlgorithm, tmp: str) -> None:
+    # A file object: given a path, SB3 would add ".zip" to the temporary file's name.
+    with open(tmp, "wb") as f:
+        agent.save(f)
