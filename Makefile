@@ -43,6 +43,7 @@ bench: setup
 	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/generation.py
 	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/augmentation.py
 	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/synthesis.py
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/distributed.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache
