@@ -78,6 +78,18 @@ def pendulum_model_path(pendulum_model, tmp_path_factory):
     return path
 
 
+@pytest.fixture(scope="module")
+def local_ray():
+    """One local Ray for a test module, started as a user's script would (tests need genrl[ray])."""
+    ray = pytest.importorskip("ray", reason="the genrl[ray] extra is not installed")
+    started = not ray.is_initialized()
+    if started:
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    if started:
+        ray.shutdown()
+
+
 @pytest.fixture
 def small_config() -> dict:
     return dict(SMALL_MODEL)

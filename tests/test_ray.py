@@ -19,15 +19,7 @@ ray = pytest.importorskip("ray", reason="the genrl[ray] extra is not installed")
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 
-@pytest.fixture(scope="module", autouse=True)
-def local_ray():
-    """One local Ray for the module, as a user's script would start it."""
-    started = not ray.is_initialized()
-    if started:
-        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    if started:
-        ray.shutdown()
+pytestmark = pytest.mark.usefixtures("local_ray")
 
 
 class DyingCartPole(gym.Wrapper):

@@ -78,6 +78,16 @@ def collect(
     return _collect_locally(*args)
 
 
+def _target(dataset: RolloutDataset | None, path, obs_space, act_space) -> RolloutDataset:
+    """The dataset episodes go to: the caller's (its spaces checked), or one opened at ``path``."""
+    if dataset is not None:
+        dataset.check_spaces(obs_space, act_space)
+        return dataset
+    if path is not None:
+        return RolloutDataset.open(path, obs_space, act_space)
+    return RolloutDataset(obs_space, act_space)
+
+
 def _collect_locally(
     env, steps, episodes, policy, seed, path, dataset, epsilon, deterministic, progress
 ) -> RolloutDataset:
@@ -85,14 +95,7 @@ def _collect_locally(
     venv, owned = _as_vector_env(env)
     try:
         obs_space, act_space = venv.single_observation_space, venv.single_action_space
-        if dataset is None:
-            dataset = (
-                RolloutDataset.open(path, obs_space, act_space)
-                if path is not None
-                else RolloutDataset(obs_space, act_space)
-            )
-        else:
-            dataset.check_spaces(obs_space, act_space)
+        dataset = _target(dataset, path, obs_space, act_space)
         random = lambda obs: venv.action_space.sample()  # noqa: E731
         act = as_policy(policy, ActionCodec(act_space), deterministic, random)
         limit = _Limit(steps, episodes)
@@ -153,14 +156,7 @@ def _collect_on_ray(
         probe = make()
     obs_space, act_space = probe.observation_space, probe.action_space
     probe.close()
-    if dataset is None:
-        dataset = (
-            RolloutDataset.open(path, obs_space, act_space)
-            if path is not None
-            else RolloutDataset(obs_space, act_space)
-        )
-    else:
-        dataset.check_spaces(obs_space, act_space)
+    dataset = _target(dataset, path, obs_space, act_space)
     if policy is not None and not (hasattr(policy, "predict") or callable(policy)):
         raise GenrlError(f"policy must be None, an SB3 model or a callable, got {type(policy).__name__}")
     return collect_on_ray(
