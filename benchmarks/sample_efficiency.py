@@ -53,6 +53,9 @@ FIRST_EVAL = 100  # real steps before the first baseline evaluation
 MAX_PROBES = 4  # genrl reruns from less data when it succeeds at its first evaluation
 
 
+GENRL_METHODS = ("genrl", "genrl-no-preset")
+
+
 @dataclass(frozen=True)
 class Task:
     env_id: str
@@ -208,8 +211,9 @@ class Evaluator:
         return summarize_run(task, method, seed, budget, threshold, self.history)
 
 
-def run_genrl(task_name: str, seed: int, quick: bool = False) -> dict[str, Any]:
-    """genrl's loop on the env's preset; its own real-env evaluation after each iteration.
+def run_genrl(task_name: str, seed: int, quick: bool = False, preset: bool = True) -> dict[str, Any]:
+    """genrl's loop on the env's preset (``preset=False``: on the bare env id, genrl's defaults
+    only); its own real-env evaluation after each iteration.
 
     A run that reaches the threshold at its first evaluation is known only up to that figure, so
     the same seed is then rerun from 10% less random data, and again while it still succeeds
@@ -217,16 +221,20 @@ def run_genrl(task_name: str, seed: int, quick: bool = False) -> dict[str, Any]:
     resolved by the probe below it that failed.
     """
     task = TASKS[task_name]
-    overrides = dict(QUICK_GENRL if quick else task.genrl)
-    history = _genrl_history(task_name, seed, overrides)
-    record = summarize_run(task_name, "genrl", seed, history[-1]["real_steps"], task.threshold, history)
+    overrides = dict(QUICK_GENRL if quick else task.genrl if preset else {})
+    source = task_name if preset else task.env_id
+    method = "genrl" if preset else "genrl-no-preset"
+    history = _genrl_history(source, task_name, seed, overrides)
+    record = summarize_run(task_name, method, seed, history[-1]["real_steps"], task.threshold, history)
     record["probes"] = []
     if quick or not record["reached"] or record["evaluations"] > 1:
         return record
     steps = record["real_steps"]
     for _ in range(MAX_PROBES):
         smaller = math.floor(steps / GRID_RATIO)
-        (row,) = _genrl_history(task_name, seed, {**overrides, "initial_steps": smaller, "iterations": 1})
+        (row,) = _genrl_history(
+            source, task_name, seed, {**overrides, "initial_steps": smaller, "iterations": 1}
+        )
         record["probes"].append(row)
         if row["return_mean"] < task.threshold:
             record["previous_eval_steps"] = smaller
@@ -236,8 +244,12 @@ def run_genrl(task_name: str, seed: int, quick: bool = False) -> dict[str, Any]:
     return record
 
 
-def _genrl_history(task_name: str, seed: int, overrides: dict[str, Any]) -> list[dict[str, Any]]:
-    """One train_in_imagination run's evaluations, wall times without the evaluations' own time."""
+def _genrl_history(source: str, task_name: str, seed: int, overrides: dict[str, Any]) -> list[dict[str, Any]]:
+    """One train_in_imagination run's evaluations, wall times without the evaluations' own time.
+
+    ``source``: the preset's name (envs/<task>.yaml) or the bare env id; the task's threshold is
+    the stopping rule either way.
+    """
     import torch
 
     import genrl
@@ -246,7 +258,7 @@ def _genrl_history(task_name: str, seed: int, overrides: dict[str, Any]) -> list
     overrides = dict(overrides)
     with tempfile.TemporaryDirectory(prefix=f"genrl-bench-{task_name}-{seed}-") as run_dir:
         result = genrl.train_in_imagination(
-            task_name,  # the preset envs/<task>.yaml
+            source,
             seed=seed,
             run_dir=run_dir,
             progress=False,
@@ -297,7 +309,10 @@ def run_one(job: tuple[str, str, int, bool]) -> dict[str, Any]:
     task, method, seed, quick = job
     os.environ.setdefault("GENRL_PROGRESS", "0")
     start = time.perf_counter()
-    record = run_genrl(task, seed, quick) if method == "genrl" else run_baseline(task, method, seed, quick)
+    if method.startswith("genrl"):
+        record = run_genrl(task, seed, quick, preset=method == "genrl")
+    else:
+        record = run_baseline(task, method, seed, quick)
     record["process_time_s"] = time.perf_counter() - start
     record.update(machine=machine(), commit=commit(), date=time.strftime("%Y-%m-%d"))
     return record
@@ -313,7 +328,7 @@ def aggregate(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
     rows = []
     for task in TASKS:
-        for method in ["genrl", *TASKS[task].baselines]:
+        for method in [*GENRL_METHODS, *TASKS[task].baselines]:
             runs = sorted(
                 (r for r in records if r["task"] == task and r["method"] == method), key=lambda r: r["seed"]
             )
@@ -391,6 +406,9 @@ def main() -> None:
     parser.add_argument("--out-dir", default="benchmarks/sample_efficiency")
     parser.add_argument("--quick", action="store_true", help="tiny budgets, one seed: a smoke run")
     parser.add_argument("--fresh", action="store_true", help="rerun runs whose JSON already exists")
+    parser.add_argument(
+        "--no-preset", action="store_true", help="also run genrl on the bare env id (its defaults only)"
+    )
     args = parser.parse_args()
     tasks = [t for t in args.tasks.split(",") if t]
     unknown = sorted(set(tasks) - set(TASKS))
@@ -401,7 +419,7 @@ def main() -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     jobs = []
     for task in tasks:
-        methods = ["genrl", *TASKS[task].baselines]
+        methods = ["genrl", *(["genrl-no-preset"] if args.no_preset else []), *TASKS[task].baselines]
         if args.methods != "all":
             methods = [m for m in methods if m in args.methods.split(",")]
         jobs += [(task, m, s, args.quick) for m in methods for s in range(seeds)]
@@ -413,7 +431,7 @@ def main() -> None:
         else:
             todo.append(job)
     # genrl runs first: they are the longest, so the pool ends with short runs.
-    todo.sort(key=lambda job: job[1] != "genrl")
+    todo.sort(key=lambda job: not job[1].startswith("genrl"))
     header = f"{time.strftime('%Y-%m-%d')}, {machine()}, commit {commit()}; one process and thread a run"
     print(header, flush=True)
     print(f"{len(todo)} runs to do, {len(records)} reused from {out_dir}", flush=True)

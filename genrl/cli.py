@@ -758,6 +758,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "OMP_NUM_THREADS" not in os.environ:
         torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
     _log_to_stderr()
+    # As `python -m`: a user's env module in the working directory (`genrl train my_env:MyEnv`).
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
     # Also hides SB3's own progress bar, which does not read GENRL_PROGRESS.
     args.progress = progress_enabled(args.progress)
     try:

@@ -12,13 +12,24 @@ import pytest
 import torch
 
 import genrl
+from genrl.model.config import BEFORE_V3_FIT, BEFORE_V3_MODEL
 
 # Read at call time by genrl.progress; also keeps CLI subprocesses quiet.
 os.environ["GENRL_PROGRESS"] = "0"
 torch.set_num_threads(1)
 
-# Small enough to fit in seconds on a CPU, large enough to learn CartPole's dynamics.
-SMALL_MODEL = {"hidden_dim": 32, "rnn_dim": 32, "batch_size": 16, "seq_len": 8, "seed": 0}
+# Small enough to fit in seconds on a CPU, large enough to learn CartPole's dynamics. A VAE with
+# the fit settings that were the defaults before genrl 0.3 (BEFORE_V3_*), so the tests built on
+# these models keep exercising the VAE path; test_defaults.py covers today's defaults.
+SMALL_MODEL = {
+    **BEFORE_V3_MODEL,
+    **BEFORE_V3_FIT,
+    "hidden_dim": 32,
+    "rnn_dim": 32,
+    "batch_size": 16,
+    "seq_len": 8,
+    "seed": 0,
+}
 # CartPole is deterministic: one mixture component is enough and keeps the tiny model quick to fit
 # (see test_dynamics_respond_to_actions for the check that the dream follows the agent's actions).
 # termination_weight as in envs/cartpole.yaml: terminal steps are rare in the data.

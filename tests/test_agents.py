@@ -300,8 +300,11 @@ LEARNING_CASES = [
 
 
 def _dream_return(agent, model: WorldModel, horizon: int, n: int = 16) -> float:
-    """Mean return of the deterministic policy over the first episode of n dreams, seeded alike."""
-    venv = DreamVecEnv(model, n, horizon=horizon, device="cpu", seed=1)
+    """Mean return of the deterministic policy over the first episode of n dreams, seeded alike.
+
+    Without the support limit, so every episode before and after training lasts the horizon.
+    """
+    venv = DreamVecEnv(model, n, horizon=horizon, device="cpu", seed=1, support=None)
     obs, total, finished = venv.reset(), np.zeros(n), np.zeros(n, dtype=bool)
     while not finished.all():
         action, _ = agent.predict(obs, deterministic=True)

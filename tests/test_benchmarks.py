@@ -88,7 +88,7 @@ def test_genrl_run_uses_the_loop_and_leaves_out_evaluation_time(harness):
 def test_a_genrl_hit_at_the_first_evaluation_is_resolved_by_runs_from_less_data(harness, monkeypatch):
     calls = []
 
-    def fake_history(task, seed, overrides):  # succeeds from 165 random steps or more
+    def fake_history(source, task, seed, overrides):  # succeeds from 165 random steps or more
         steps = overrides.get("initial_steps", 200)
         calls.append(steps)
         return _history([steps], [500.0 if steps >= 165 else 100.0])
@@ -100,9 +100,23 @@ def test_a_genrl_hit_at_the_first_evaluation_is_resolved_by_runs_from_less_data(
     assert record["wall_time_s"] == 1.81 and len(record["probes"]) == 2
 
     calls.clear()
-    monkeypatch.setattr(harness, "_genrl_history", lambda t, s, o: _history([200, 220], [100.0, 500.0]))
+    monkeypatch.setattr(harness, "_genrl_history", lambda *_: _history([200, 220], [100.0, 500.0]))
     record = harness.run_genrl("cartpole", seed=0)
     assert record["real_steps"] == 220 and record["previous_eval_steps"] == 200 and record["probes"] == []
+
+
+def test_no_preset_runs_the_bare_env_id_with_no_overrides(harness, monkeypatch):
+    sources = []
+
+    def fake_history(source, task, seed, overrides):
+        sources.append((source, task, overrides))
+        return _history([200, 220], [100.0, 500.0])
+
+    monkeypatch.setattr(harness, "_genrl_history", fake_history)
+    record = harness.run_genrl("pendulum", seed=0, preset=False)
+    assert sources == [("Pendulum-v1", "pendulum", {})] and record["method"] == "genrl-no-preset"
+    harness.run_genrl("pendulum", seed=0)
+    assert sources[-1][0] == "pendulum"  # the preset, by name
 
 
 def test_targets_hold_the_median_exact_while_fewer_than_half_the_runs_missed(harness):

@@ -1,5 +1,8 @@
-"""Files written by genrl 0.1.0 (tests/fixtures/v0_1_0, made by make_v0_1_0.py at a2556fb) still
-load, predict exactly what 0.1.0 predicted, and a 0.1.0 run resumes as 0.1.0 resumed it."""
+"""Files written by earlier genrl versions still load, predict exactly what they predicted, and an
+old run resumes as it resumed then: genrl 0.1.0 (tests/fixtures/v0_1_0, made by make_v0_1_0.py at
+a2556fb; model format 1, flat run config) and 0.3.0.dev (tests/fixtures/v0_3_0_dev, made by
+make_v0_3_0_dev.py at 48d0ce1; model format 2, run config 2, before the defaults and the support
+limits of format 3)."""
 
 import json
 import shutil
@@ -13,6 +16,12 @@ import genrl
 from genrl import GenrlError, RolloutDataset, WorldModel
 
 FIXTURES = Path(__file__).parent / "fixtures" / "v0_1_0"
+VERSIONS = pytest.mark.parametrize("fixtures", ["v0_1_0", "v0_3_0_dev"], indirect=True)
+
+
+@pytest.fixture
+def fixtures(request) -> Path:
+    return Path(__file__).parent / "fixtures" / request.param
 
 
 def predictions(model: WorldModel, dataset: RolloutDataset) -> dict[str, np.ndarray]:
@@ -37,45 +46,53 @@ def predictions(model: WorldModel, dataset: RolloutDataset) -> dict[str, np.ndar
     }
 
 
-def test_a_0_1_0_dataset_loads():
-    dataset = RolloutDataset.load(FIXTURES / "dataset")
+@VERSIONS
+def test_an_old_dataset_loads(fixtures):
+    dataset = RolloutDataset.load(fixtures / "dataset")
     assert len(dataset) == 12 and dataset.num_steps == 300
     assert all(
         isinstance(ep, genrl.Episode) and ep.obs.shape == (ep.length + 1, 4) for ep in dataset.episodes
     )
 
 
+@VERSIONS
 @pytest.mark.parametrize("name", ["model_vae", "model_identity"])
-def test_a_0_1_0_model_predicts_as_it_did(name):
-    model = WorldModel.load(FIXTURES / name, device="cpu")
-    expected = np.load(FIXTURES / f"{name}_predictions.npz")
-    got = predictions(model, RolloutDataset.load(FIXTURES / "dataset"))
+def test_an_old_model_predicts_as_it_did(fixtures, name):
+    model = WorldModel.load(fixtures / name, device="cpu")
+    expected = np.load(fixtures / f"{name}_predictions.npz")
+    got = predictions(model, RolloutDataset.load(fixtures / "dataset"))
     # Equal to float32 rounding, not bitwise: torch's CPU kernels sum in an order that depends on
     # the thread count (the fixtures were written with 2 threads; OMP_NUM_THREADS=1 differs by 2e-7).
     for key in expected.files:
         np.testing.assert_allclose(got[key], expected[key], rtol=1e-5, atol=1e-6, err_msg=key)
-    assert model.seed == 0 and int(model.trained_steps) == 20
+    meta = json.loads((fixtures / name / "model.json").read_text())
+    assert model.seed == meta.get("seed", meta["config"].get("seed"))  # format 1 kept it in config
+    assert int(model.trained_steps) == 20
     assert model.fit_config.open_loop_steps == 4  # a 0.1.0 fit setting, now in its own group
+    # Defaults of their time for what the files left out, and no support limits before a refit.
+    assert model.config.encoder == ("identity" if name == "model_identity" else "vae")
+    assert torch.isinf(model.support_high).all() and torch.isinf(model.reward_low)
 
 
 def test_a_0_1_0_model_saved_again_loads_identically(tmp_path):
     model = WorldModel.load(FIXTURES / "model_vae", device="cpu")
     model.save(tmp_path / "again")
-    assert json.loads((tmp_path / "again" / "model.json").read_text())["version"] == 2
+    assert json.loads((tmp_path / "again" / "model.json").read_text())["version"] == 3
     again = WorldModel.load(tmp_path / "again", device="cpu")
     for key, value in model.state_dict().items():
         torch.testing.assert_close(again.state_dict()[key], value, rtol=0, atol=0)
 
 
-def test_a_0_1_0_run_loads_and_resumes_as_0_1_0_did(tmp_path):
+@VERSIONS
+def test_an_old_run_loads_and_resumes_as_it_did(fixtures, tmp_path):
     run_dir = tmp_path / "run"
-    shutil.copytree(FIXTURES / "run", run_dir)
+    shutil.copytree(fixtures / "run", run_dir)
     run = genrl.load_run(run_dir, device="cpu")
     assert run.config.env_id == "CartPole-v1" and run.config.train.iterations == 1
     assert run.config.fit.steps == 30 and run.config.world_model.hidden_dim == 32
     assert [row["iteration"] for row in run.history] == [0]
     resumed = genrl.resume(run_dir, progress=False, iterations=2)
-    expected = json.loads((FIXTURES / "run_resumed_history.json").read_text())
+    expected = json.loads((fixtures / "run_resumed_history.json").read_text())
     keys = (
         "iteration",
         "real_steps",
@@ -92,5 +109,7 @@ def test_a_file_of_an_unknown_version_names_it(tmp_path):
     shutil.copytree(FIXTURES / "model_vae", tmp_path / "model")
     meta = json.loads((tmp_path / "model" / "model.json").read_text())
     (tmp_path / "model" / "model.json").write_text(json.dumps({**meta, "version": 99}))
-    with pytest.raises(GenrlError, match=r"genrl\.world_model version 99; this genrl reads version 1 or 2"):
+    with pytest.raises(
+        GenrlError, match=r"genrl\.world_model version 99; this genrl reads version 1 or 2 or 3"
+    ):
         WorldModel.load(tmp_path / "model")

@@ -19,9 +19,19 @@ import torch
 
 import genrl
 from genrl import DreamEnv, DreamVecEnv, RolloutDataset, WorldModel
+from genrl.model.config import BEFORE_V3_FIT, BEFORE_V3_MODEL
 
 # A tiny model: a few dozen steps fit in about a second, yet every loss (open-loop included) runs.
-TINY = {"hidden_dim": 16, "rnn_dim": 16, "batch_size": 8, "seq_len": 8, "open_loop_steps": 4, "seed": 1}
+TINY = {
+    **BEFORE_V3_MODEL,
+    **BEFORE_V3_FIT,
+    "hidden_dim": 16,
+    "rnn_dim": 16,
+    "batch_size": 8,
+    "seq_len": 8,
+    "open_loop_steps": 4,
+    "seed": 1,
+}
 FIT_STEPS = 24
 
 

@@ -614,7 +614,8 @@ def _check_tensors(state: dict[str, torch.Tensor], shapes: dict[str, tuple[int, 
             assert tensor.shape[1:] == shapes[key][1:], key
         else:
             assert tuple(tensor.shape) == shapes[key], key
-        if key in ("_obs_low", "_obs_high"):  # an unbounded observation space has infinite bounds
+        # An unbounded observation space has infinite bounds; a model no fit has seen, no support.
+        if key in ("_obs_low", "_obs_high", "support_low", "support_high", "reward_low", "reward_high"):
             assert not tensor.isnan().any(), f"{key} holds NaN"
         elif tensor.is_floating_point():
             assert torch.isfinite(tensor).all(), f"{key} holds NaN or inf"

@@ -164,7 +164,9 @@ def test_collect_fraction_makes_a_geometric_schedule():
     assert totals[1:] == [100, 110, 121, 134, 148]
     # Each evaluation after the first comes at most 10% (plus rounding up) after the one before.
     assert all(later <= 1.1 * earlier + 1 for earlier, later in zip(totals[1:-1], totals[2:], strict=True))
-    plain = TrainConfig.from_dict({"env_id": "CartPole-v1", "collect": {"steps_per_iteration": 10}})
+    plain = TrainConfig.from_dict(
+        {"env_id": "CartPole-v1", "collect": {"steps_per_iteration": 10, "collect_fraction": 0.0}}
+    )
     assert steps_to_collect(plain, 3, 1000) == 10
 
 

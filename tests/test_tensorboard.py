@@ -159,6 +159,7 @@ def test_log_hparams_writes_the_settings_into_the_writers_own_file(tmp_path):
         agent={"algorithm": "ppo", "hyperparameters": {"n_steps": 16, "policy_kwargs": {"net_arch": [8]}}},
         collect={"planner": {"horizon": 4}},
         dream_steps=64,
+        train={"target_return": None},
     )
     writer = SummaryWriter(str(tmp_path))
     log_hparams(writer, cfg)
@@ -184,7 +185,7 @@ def test_log_hparams_writes_the_settings_into_the_writers_own_file(tmp_path):
 
 def test_hparam_values_are_bools_numbers_or_strings():
     values = hparam_values(TrainConfig.from_dict({"env_id": "CartPole-v1"}, epsilon=0.25))
-    assert values["collect.epsilon"] == 0.25 and values["agent"] == "ppo" and values["seed"] == "null"
+    assert values["collect.epsilon"] == 0.25 and values["agent"] == "auto" and values["seed"] == "null"
     assert all(type(v) in (bool, int, float, str) for v in values.values())
     assert {"collect.initial_steps", "fit.steps", "dream.horizon", "train.dream_steps", "env_id"} <= set(
         values

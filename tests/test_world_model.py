@@ -58,7 +58,7 @@ def test_config_validation():
         WorldModel(box, spaces.Discrete(2), hiden_dim=3)
     with pytest.raises(GenrlError, match="unsupported action space"):
         WorldModel(box, spaces.MultiBinary(2))
-    model = WorldModel(box, spaces.Discrete(2), WorldModelConfig(hidden_dim=16), rnn_dim=8)
+    model = WorldModel(box, spaces.Discrete(2), WorldModelConfig(hidden_dim=16, encoder="vae"), rnn_dim=8)
     assert (model.config.hidden_dim, model.config.rnn_dim) == (16, 8)
     assert model.config.latent_dim == 8  # twice the observation size, at least 8
 
@@ -359,7 +359,7 @@ PRECISE = {"encoder": "identity", "num_mixtures": 1, "nll_beta": 1.0, "predictio
 
 def test_identity_encoder_keeps_the_observation(cartpole_dataset, small_config, tmp_path):
     model = WorldModel(
-        cartpole_dataset.observation_space, cartpole_dataset.action_space, **small_config, **PRECISE
+        cartpole_dataset.observation_space, cartpole_dataset.action_space, **{**small_config, **PRECISE}
     )
     assert model.config.latent_dim == 4
     # fit(0) sets the statistics and the least-squares core without a gradient step.
@@ -384,8 +384,7 @@ def test_cosine_schedule_anneals_each_fit(pendulum_dataset, small_config):
     model = WorldModel(
         pendulum_dataset.observation_space,
         pendulum_dataset.action_space,
-        **small_config,
-        lr_schedule="cosine",
+        **{**small_config, "lr_schedule": "cosine"},
     )
     model.fit(pendulum_dataset, steps=10, progress=False)
     assert model.trainer.state_dict()["param_groups"][0]["lr"] == pytest.approx(
@@ -398,7 +397,7 @@ def test_cosine_schedule_anneals_each_fit(pendulum_dataset, small_config):
     [
         (
             {"encoder": "pca"},
-            r"world model setting encoder: expected one of \['vae', 'identity'\], got 'pca'",
+            r"world model setting encoder: expected one of \['auto', 'vae', 'identity'\], got 'pca'",
         ),
         (
             {"lr_schedule": "linear"},
@@ -419,10 +418,18 @@ def test_precise_settings_are_checked(cartpole_dataset, settings, match):
 def test_sizes_and_fit_settings_are_two_groups(cartpole_dataset):
     spaces_ = (cartpole_dataset.observation_space, cartpole_dataset.action_space)
     # genrl 0.1.0's flat mapping (sizes, fit settings and seed together) splits by name...
-    flat = WorldModel(*spaces_, {"hidden_dim": 16, "rnn_dim": 8, "fit_steps": 5, "batch_size": 4, "seed": 7})
+    flat = WorldModel(
+        *spaces_,
+        {"encoder": "vae", "hidden_dim": 16, "rnn_dim": 8, "fit_steps": 5, "batch_size": 4, "seed": 7},
+    )
     # ...into the same model as the two groups given apart, with keyword overrides routed by name.
     grouped = WorldModel(
-        *spaces_, WorldModelConfig(hidden_dim=16), FitConfig(steps=5), seed=7, rnn_dim=8, batch_size=4
+        *spaces_,
+        WorldModelConfig(hidden_dim=16, encoder="vae"),
+        FitConfig(steps=5),
+        seed=7,
+        rnn_dim=8,
+        batch_size=4,
     )
     for model in (flat, grouped):
         assert (model.config.hidden_dim, model.config.rnn_dim, model.seed) == (16, 8, 7)
@@ -447,9 +454,9 @@ def test_sizes_and_fit_settings_are_two_groups(cartpole_dataset):
     assert "dynamics.rnn.weight_ih_l0" in flat.state_dict()
 
 
-def test_model_json_is_version_2_with_sizes_fit_settings_and_seed(saved, cartpole_model):
+def test_model_json_is_version_3_with_sizes_fit_settings_and_seed(saved, cartpole_model):
     meta = json.loads((saved / "model.json").read_text())
-    assert (meta["format"], meta["version"], meta["seed"]) == ("genrl.world_model", 2, cartpole_model.seed)
+    assert (meta["format"], meta["version"], meta["seed"]) == ("genrl.world_model", 3, cartpole_model.seed)
     assert meta["config"] == dataclasses.asdict(cartpole_model.config)
     assert meta["fit"] == dataclasses.asdict(cartpole_model.fit_config)
     assert set(meta["config"]) == {f.name for f in dataclasses.fields(WorldModelConfig)}

@@ -59,6 +59,14 @@ class DreamBatch:
     :param starts: observations (N, *obs_shape) to start from instead (an environment package's)
     :param reward: a reward override (:mod:`genrl.dream.reward`): a mapping such as
         ``{"type": "constant", "value": 1.0}``, or a callable; None keeps the learned reward
+    :param support: a dream whose latent leaves the real data's range, widened by this many of
+        the data's standard deviations, is truncated (the agent bootstraps, as at the horizon);
+        None never truncates for that
+    :param clip_reward: clip the learned reward to the range of the real rewards (an override
+        receives the clipped one; its own rewards are the caller's and are never clipped)
+
+    ``left_support`` holds, after each step, which dreams were truncated for leaving the support;
+    ``episodes_ended`` and ``episodes_left_support`` count since construction.
     """
 
     def __init__(
@@ -74,7 +82,11 @@ class DreamBatch:
         *,
         starts: np.ndarray | torch.Tensor | None = None,
         reward: dict | RewardFn | None = None,
+        support: float | None = 3.0,
+        clip_reward: bool = True,
     ):
+        self.support = None if support is None else check_float(support, "support", 0.0)
+        self.clip_reward = bool(clip_reward)
         self.obs_mode = check_choice(obs_mode, "obs_mode", ("decoded", "latent"))
         self.start = check_choice(start, "start", ("initial", "any"))
         self.horizon = check_int(horizon, "horizon", 1)
@@ -100,6 +112,10 @@ class DreamBatch:
         self.z = torch.zeros(self.n, model.config.latent_dim, device=device)
         self.h = model.initial_state(self.n)
         self.t = torch.zeros(self.n, dtype=torch.long, device=device)
+        self.left_support = torch.zeros(self.n, dtype=torch.bool, device=device)
+        # Tensors, so counting never waits for the device.
+        self._ended = torch.zeros((), dtype=torch.long, device=device)
+        self._left = torch.zeros((), dtype=torch.long, device=device)
         self.observation_space = (
             model.observation_space
             if obs_mode == "decoded"
@@ -154,14 +170,33 @@ class DreamBatch:
         """
         actions = actions.to(self.model.device)
         out = self.model.step(self.z, self.h, actions, self.temperature, self.generator)
-        reward = out.reward
+        reward = self.model.clip_reward(out.reward) if self.clip_reward else out.reward
         if self.reward_fn is not None:
             given = self.reward_fn(self.model.decode(self.z), actions, self.model.decode(out.z), reward)
             reward = checked_rewards(given, self.n, self.model.device)
         self.z, self.h = out.z, out.h
         self.t += 1
-        truncated = (self.t >= self.horizon) & ~out.terminated
-        return self.observe(out.z), reward, out.terminated, truncated, out.uncertainty
+        if self.support is None:
+            self.left_support = torch.zeros_like(out.terminated)
+        else:
+            self.left_support = self.model.out_of_support(out.z, self.support)
+        # Off the data the termination head extrapolates as much as the rest: there the dream
+        # is truncated, not ended, and the agent bootstraps.
+        terminated = out.terminated & ~self.left_support
+        truncated = ((self.t >= self.horizon) | self.left_support) & ~terminated
+        self._ended += (terminated | truncated).sum()
+        self._left += self.left_support.sum()
+        return self.observe(out.z), reward, terminated, truncated, out.uncertainty
+
+    @property
+    def episodes_ended(self) -> int:
+        """Dream episodes that have ended (terminated or truncated) since this batch was made."""
+        return int(self._ended)
+
+    @property
+    def episodes_left_support(self) -> int:
+        """Of those, the ones truncated for leaving the support of the real data."""
+        return int(self._left)
 
     def observe(self, z: torch.Tensor) -> torch.Tensor:
         return self.model.decode(z) if self.obs_mode == "decoded" else z

@@ -38,6 +38,9 @@ class DreamEnv(gym.Env):
         when present); another device must be the instance's own: a model is never moved
     :param starts: observations (N, *obs_shape) to start from instead of the dataset's or model's
     :param reward: a reward override (:mod:`genrl.dream.reward`), a mapping or a callable
+    :param support: truncate a dream whose latent leaves the real data's range widened by this
+        many of its standard deviations (None: never); ``clip_reward`` clips learned rewards to
+        the real rewards' range (see :class:`~genrl.dream.batch.DreamBatch`)
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 30}
@@ -55,6 +58,8 @@ class DreamEnv(gym.Env):
         *,
         starts: np.ndarray | None = None,
         reward: dict | RewardFn | None = None,
+        support: float | None = 3.0,
+        clip_reward: bool = True,
     ):
         self.render_mode = check_choice(render_mode, "render_mode", (None, "rgb_array"))
         given = {"horizon": horizon, "obs_mode": obs_mode, "temperature": temperature}
@@ -62,7 +67,9 @@ class DreamEnv(gym.Env):
         self.model, self.card = source.model, source.card
         if source.summary is not None:
             self.metadata = {**type(self).metadata, "genrl_card": source.summary}
-        self.dream = DreamBatch(self.model, 1, dataset, start=start, **source.settings)
+        self.dream = DreamBatch(
+            self.model, 1, dataset, start=start, support=support, clip_reward=clip_reward, **source.settings
+        )
         self.observation_space = self.dream.observation_space
         self.action_space = self.dream.action_space
         self._obs: np.ndarray | None = None
@@ -85,6 +92,8 @@ class DreamEnv(gym.Env):
         obs, reward, terminated, truncated, uncertainty = self.dream.step(torch.as_tensor(action[None]))
         self._obs = self._to_numpy(obs[0])
         info = {"uncertainty": float(uncertainty[0])}
+        if truncated[0]:
+            info["left_support"] = bool(self.dream.left_support[0])
         return self._obs, float(reward[0]), bool(terminated[0]), bool(truncated[0]), info
 
     def render(self) -> np.ndarray | None:

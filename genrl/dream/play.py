@@ -32,8 +32,16 @@ def dream_returns(
     :param seed: seeds the dynamics' noise; None draws fresh entropy
     """
     act = as_policy(policy, model.actions, deterministic=deterministic)
+    # No support limit: synthesis scores starts that may lie off the data on purpose.
     dreams = DreamBatch(
-        model, len(starts), horizon=horizon, temperature=temperature, seed=seed, reward=reward
+        model,
+        len(starts),
+        horizon=horizon,
+        temperature=temperature,
+        seed=seed,
+        reward=reward,
+        support=None,
+        clip_reward=False,
     )
     obs = dreams.reset(initial_obs=torch.as_tensor(starts, dtype=torch.float32))
     total = torch.zeros(len(starts), device=model.device)

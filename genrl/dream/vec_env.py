@@ -33,6 +33,9 @@ class DreamVecEnv(VecEnv):
     :param seed: seeds start states and the dynamics' noise; None draws fresh entropy
     :param starts: observations (N, *obs_shape) to start from instead of the dataset's or model's
     :param reward: a reward override (:mod:`genrl.dream.reward`), a mapping or a callable
+    :param support: truncate a dream whose latent leaves the real data's range widened by this
+        many of its standard deviations (None: never); ``clip_reward`` clips learned rewards to
+        the real rewards' range (see :class:`~genrl.dream.batch.DreamBatch`)
     """
 
     def __init__(
@@ -49,11 +52,22 @@ class DreamVecEnv(VecEnv):
         *,
         starts: np.ndarray | None = None,
         reward: dict | RewardFn | None = None,
+        support: float | None = 3.0,
+        clip_reward: bool = True,
     ):
         given = {"horizon": horizon, "obs_mode": obs_mode, "temperature": temperature}
         source = open_dream(model, device, dataset, **given, starts=starts, reward=reward)
         self.model, self.card = source.model, source.card
-        self.dream = DreamBatch(self.model, n_envs, dataset, start=start, seed=seed, **source.settings)
+        self.dream = DreamBatch(
+            self.model,
+            n_envs,
+            dataset,
+            start=start,
+            seed=seed,
+            support=support,
+            clip_reward=clip_reward,
+            **source.settings,
+        )
         self.render_mode = "rgb_array"  # read by VecEnv.__init__ through get_attr
         self._actions: torch.Tensor | None = None
         super().__init__(n_envs, self.dream.observation_space, self.dream.action_space)
@@ -89,9 +103,11 @@ class DreamVecEnv(VecEnv):
         infos: list[dict[str, Any]] = [{"uncertainty": u} for u in uncertainty_np.tolist()]
         finished = np.flatnonzero(done_np)
         if len(finished):
+            left_np = self.dream.left_support.cpu().numpy()
             for i in finished:
                 infos[i]["terminal_observation"] = obs_np[i].copy()
                 infos[i]["TimeLimit.truncated"] = bool(truncated_np[i])
+                infos[i]["left_support"] = bool(left_np[i])
             index = torch.as_tensor(finished, device=self.model.device)
             obs_np[finished] = self._numpy(self.dream.reset(index))
         self._last_obs = obs_np

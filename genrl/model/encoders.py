@@ -9,6 +9,7 @@ so a convolutional pair for images slots in there without touching the dynamics 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -59,6 +60,16 @@ class MLPDecoder(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.net(z).reshape(*z.shape[:-1], *self.obs_shape)
+
+
+def resolve(config: WorldModelConfig, obs_shape: tuple[int, ...]) -> WorldModelConfig:
+    """``config`` with ``encoder="auto"`` and ``num_mixtures=None`` chosen for ``obs_shape``."""
+    encoder = config.encoder
+    if encoder == "auto":
+        vector = len(obs_shape) == 1 and config.latent_dim in (None, int(np.prod(obs_shape)))
+        encoder = "identity" if vector else "vae"
+    mixtures = config.num_mixtures or (1 if encoder == "identity" else 5)
+    return dataclasses.replace(config, encoder=encoder, num_mixtures=mixtures)
 
 
 def latent_size(config: WorldModelConfig, obs_shape: tuple[int, ...]) -> int:

@@ -1,5 +1,8 @@
 """The world model's file format: a folder with ``model.json`` and ``weights.safetensors``.
 
+Version 3 (genrl 0.3) adds the support of the data, set by every fit: ``support_low``,
+``support_high``, ``support_scale`` (per latent dimension) and ``reward_low``, ``reward_high``.
+
 Version 2 (genrl 0.2)::
 
     model.json          {"format": "genrl.world_model", "version": 2, "seed": int,
@@ -25,7 +28,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from genrl.errors import GenrlError
-from genrl.model.config import FitConfig, WorldModelConfig
+from genrl.model.config import BEFORE_V3_FIT, BEFORE_V3_MODEL, FitConfig, WorldModelConfig
 from genrl.model.world_model import WorldModel
 from genrl.util.checks import check_int, describe, from_mapping, one_line
 from genrl.util.device import resolve_device
@@ -33,8 +36,10 @@ from genrl.util.files import atomic_write, check_format, check_tensors, read_jso
 from genrl.util.spaces import space_from_json, space_to_json
 
 FORMAT = "genrl.world_model"
-VERSION = 2
-READS = (1, 2)
+VERSION = 3
+READS = (1, 2, 3)
+# Version 3 added the data's support; older files load with none (unbounded) until a refit.
+SUPPORT = ("support_low", "support_high", "support_scale", "reward_low", "reward_high")
 # Version 1 kept the dynamics' modules at the top level of the state dict.
 V1_DYNAMICS = ("rnn_in.", "rnn.", "mdn.", "reward_head.", "termination_head.")
 
@@ -78,12 +83,17 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "auto") -> 
             expected = WorldModel(*args[:2], args[2], args[3], seed=args[4]).state_dict()
     except (RuntimeError, OverflowError) as exc:  # sizes past what torch can even describe
         raise GenrlError(f"{meta_file}: expected a model of a possible size ({one_line(exc)})") from None
+    if version < 3:
+        fill = {"support_scale": 1.0, "support_high": torch.inf, "reward_high": torch.inf}
+        for key in SUPPORT:
+            state.setdefault(key, torch.full(expected[key].shape, fill.get(key, -torch.inf)))
     check_tensors(
         state,
         expected,
         f"{path / 'weights.safetensors'}: weights do not match the model described in model.json",
         any_length=("start_states", "trained_episodes"),
-        may_be_infinite=("_obs_low", "_obs_high"),  # the bounds of an unbounded observation space
+        # The bounds of an unbounded observation space, and a support no fit has set.
+        may_be_infinite=("_obs_low", "_obs_high", "support_low", "support_high", "reward_low", "reward_high"),
     )
     model = WorldModel(*args[:2], args[2], args[3], seed=args[4])
     # Their lengths vary, so they cannot load in place.
@@ -102,9 +112,13 @@ def _model_args(meta: dict[str, Any], version: int) -> tuple:
         raise GenrlError(f"expected a config object, got {describe(config)}")
     if version == 1:  # one flat mapping of sizes, fit settings and seed
         seed = check_int(config.get("seed", 0), "seed", 0, 2**63 - 1)
-        return obs_space, act_space, {k: v for k, v in config.items() if k != "seed"}, None, seed
-    fit = from_mapping(FitConfig, meta.get("fit"), "fit settings")
-    sizes = from_mapping(WorldModelConfig, config, "world model settings")
+        flat = {**BEFORE_V3_MODEL, **BEFORE_V3_FIT, **{k: v for k, v in config.items() if k != "seed"}}
+        return obs_space, act_space, flat, None, seed
+    fit, sizes = meta.get("fit"), config
+    if version == 2 and isinstance(fit, dict):  # what that version's defaults were
+        fit, sizes = {**BEFORE_V3_FIT, **fit}, {**BEFORE_V3_MODEL, **config}
+    fit = from_mapping(FitConfig, fit, "fit settings")
+    sizes = from_mapping(WorldModelConfig, sizes, "world model settings")
     return obs_space, act_space, sizes, fit, check_int(meta.get("seed"), "seed", 0, 2**63 - 1)
 
 

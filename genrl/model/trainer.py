@@ -77,6 +77,7 @@ class Trainer:
                 bar.update(1)
                 bar.set_postfix(loss=f"{total:.3f}", refresh=False)
         model.eval()
+        set_support(model, dataset)
         with seeded(model.seed):  # the VAE samples: same data, same figures
             rng = step_rng(model.seed, int(model.trained_steps), "validation")
             metrics = self.evaluate_losses(validation, rng)
@@ -181,6 +182,25 @@ def set_statistics(model: WorldModel, dataset: RolloutDataset) -> None:
     model.obs_std.copy_(obs.std(0).nan_to_num(1.0).clamp_min(1e-3))
     model.reward_mean.copy_(rewards.mean())
     model.reward_std.copy_(rewards.std().nan_to_num(1.0).clamp_min(1e-3))
+
+
+@torch.no_grad()
+def set_support(model: WorldModel, dataset: RolloutDataset, batch: int = 4096) -> None:
+    """The range and spread of the data's latents, and the range of its rewards, on the model."""
+    states = dataset.all_states()
+    z = torch.cat(
+        [
+            model.encode(torch.as_tensor(states[i : i + batch], device=model.device))
+            for i in range(0, len(states), batch)
+        ]
+    )
+    rewards = torch.as_tensor(np.concatenate([ep.reward for ep in dataset.episodes]), device=model.device)
+    model.support_low.copy_(z.min(0).values)
+    model.support_high.copy_(z.max(0).values)
+    model.support_scale.copy_(z.std(0).nan_to_num(1.0).clamp_min(1e-3))
+    if len(rewards):
+        model.reward_low.copy_(rewards.min())
+        model.reward_high.copy_(rewards.max())
 
 
 def set_linear_core(model: WorldModel, dataset: RolloutDataset, ridge: float = 1e-3) -> None:

@@ -29,7 +29,7 @@ from torch import nn
 from genrl.data.dataset import RolloutDataset
 from genrl.model.config import FitConfig, WorldModelConfig, split_settings
 from genrl.model.dynamics import LatentDynamics
-from genrl.model.encoders import build_encoder, latent_size
+from genrl.model.encoders import build_encoder, latent_size, resolve
 from genrl.model.networks import mixture_nll, mixture_sample, mixture_std
 from genrl.util.checks import from_mapping
 from genrl.util.seeding import fresh_seed, seeded
@@ -94,6 +94,7 @@ class WorldModel(nn.Module):
         check_supported(observation_space, action_space)
         self.config, self.fit_config, self.seed = _settings(config, fit, seed, overrides)
         obs_shape = tuple(observation_space.shape)
+        self.config = resolve(self.config, obs_shape)
         self.config = dataclasses.replace(self.config, latent_dim=latent_size(self.config, obs_shape))
         self.observation_space, self.action_space = observation_space, action_space
         self.actions = ActionCodec(action_space)
@@ -110,6 +111,14 @@ class WorldModel(nn.Module):
         self.register_buffer("trained_steps", torch.zeros((), dtype=torch.long))
         # Digests (RolloutDataset.episode_digests) of every episode a fit has trained on, sorted.
         self.register_buffer("trained_episodes", torch.zeros((0,), dtype=torch.long))
+        # The support of the real data (set after every fit): per latent dimension its range and
+        # spread, and the range of rewards. Unbounded until a fit has seen data.
+        latent = self.config.latent_dim
+        self.register_buffer("support_low", torch.full((latent,), -torch.inf))
+        self.register_buffer("support_high", torch.full((latent,), torch.inf))
+        self.register_buffer("support_scale", torch.ones(latent))
+        self.register_buffer("reward_low", torch.tensor(-torch.inf))
+        self.register_buffer("reward_high", torch.tensor(torch.inf))
         low, high = observation_space.low, observation_space.high
         self.register_buffer(
             "_obs_low", torch.as_tensor(np.where(np.isfinite(low), low, -np.inf), dtype=torch.float32)
@@ -203,6 +212,20 @@ class WorldModel(nn.Module):
             termination_logit=termination_logit,
             h=h_last,
         )
+
+    # ---- the support of the real data ---------------------------------------------------------
+
+    def out_of_support(self, z: torch.Tensor, margin: float) -> torch.Tensor:
+        """(B,) True where a latent lies outside the data's range widened by ``margin`` spreads.
+
+        Past the data, the dynamics and the reward head extrapolate: a dream there is nonsense.
+        """
+        slack = margin * self.support_scale
+        return ((z < self.support_low - slack) | (z > self.support_high + slack)).any(-1)
+
+    def clip_reward(self, reward: torch.Tensor) -> torch.Tensor:
+        """Predicted rewards clipped to the range of the real rewards the model was fitted on."""
+        return torch.minimum(torch.maximum(reward, self.reward_low), self.reward_high)
 
     # ---- what the model carries beside its networks -----------------------------------------
 

@@ -34,6 +34,7 @@ ALGORITHMS: dict[str, type[BaseAlgorithm]] = {
     "td3": TD3,
     "ddpg": DDPG,
 }
+ON_POLICY = ("ppo", "a2c")  # the rest learn from a replay buffer
 
 
 def agent_preset(agent: str | dict[str, Any]) -> dict[str, Any]:

@@ -21,22 +21,27 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from genrl.errors import GenrlError
-from genrl.model.config import FitConfig, WorldModelConfig, split_settings
+from genrl.model.config import BEFORE_V3_FIT, BEFORE_V3_MODEL, FitConfig, WorldModelConfig, split_settings
 from genrl.util.checks import check_choice, check_float, check_int, describe, from_mapping, set_field
 
 FORMAT = "genrl.train_config"
-VERSION = 2  # 0.1.0 wrote a flat config.json with no format field: version 1
+VERSION = 3  # 0.1.0 wrote a flat config.json with no format field: version 1
+READS = (1, 2, 3)
 
 
 @dataclass(frozen=True)
 class CollectSettings:
     """Real data: random steps before the first fit, then the agent's steps after each iteration."""
 
-    initial_steps: int = 1000
-    steps_per_iteration: int = 1000
+    # At least 200 random steps and 4 whole episodes: CartPole's random episodes last about 22
+    # steps, so 200 hold about 9; Pendulum's last 200, and from fewer than 4 the first model
+    # flattered the agent (envs/pendulum.yaml).
+    initial_steps: int = 200
+    initial_episodes: int = 4
+    steps_per_iteration: int = 20
     # Later iterations collect at least this fraction of the real steps so far: a geometric
     # schedule, so that "steps to reach a return" is resolved to that fraction of itself.
-    collect_fraction: float = 0.0
+    collect_fraction: float = 0.1
     epsilon: float = 0.0  # chance of a random action while the agent collects
     # "planner": after the first iteration, real steps come from a genrl.Planner in the refitted
     # model (its terminal value the agent's critic) instead of the agent; ``planner`` holds its
@@ -51,6 +56,7 @@ class CollectSettings:
                 f"collect planner: expected a mapping of Planner settings, got {describe(self.planner)}"
             )
         set_field(self, "initial_steps", check_int(self.initial_steps, "collect initial_steps", 1))
+        set_field(self, "initial_episodes", check_int(self.initial_episodes, "collect initial_episodes", 0))
         set_field(
             self, "steps_per_iteration", check_int(self.steps_per_iteration, "collect steps_per_iteration", 1)
         )
@@ -60,16 +66,30 @@ class CollectSettings:
 
 @dataclass(frozen=True)
 class DreamSettings:
-    """The dreams the agent trains in."""
+    """The dreams the agent trains in. ``None`` settings are chosen from the env and the agent."""
 
-    n_envs: int = 64
-    horizon: int = 500
-    temperature: float = 1.0
-    start: str = "initial"  # "initial": real reset states; "any": any recorded state
+    n_envs: int | None = None  # None: 64 for on-policy agents (PPO, A2C), 8 for off-policy ones
+    horizon: int | None = None  # None: the env's time limit (max_episode_steps), else 1000
+    # Below 1: the learned noise overstates a deterministic env's (most benchmarks'). Pendulum
+    # learned at 0.3 and not at 1; CartPole does as well at 0.3 (benchmarks/RESULTS.md).
+    temperature: float = 0.3
+    # "initial": real reset states; "any": any recorded state, so states the agent must recover
+    # from (near failure) are practised.
+    start: str = "any"
+    # Truncate a dream that leaves the real data's range by more than this many data standard
+    # deviations (None: never), and clip learned rewards to the real ones' range: past the data
+    # the model extrapolates, and an agent learns to exploit it.
+    support: float | None = 3.0
+    clip_reward: bool = True
 
     def __post_init__(self) -> None:
-        set_field(self, "n_envs", check_int(self.n_envs, "dream n_envs", 1))
-        set_field(self, "horizon", check_int(self.horizon, "dream horizon", 1))
+        if self.support is not None:
+            set_field(self, "support", check_float(self.support, "dream support", 0.0))
+        if not isinstance(self.clip_reward, bool):
+            raise GenrlError(f"dream clip_reward: expected true or false, got {describe(self.clip_reward)}")
+        for name in ("n_envs", "horizon"):
+            if getattr(self, name) is not None:
+                set_field(self, name, check_int(getattr(self, name), f"dream {name}", 1))
         set_field(self, "temperature", check_float(self.temperature, "dream temperature", 0.0))
         check_choice(self.start, "dream start", ("initial", "any"))
 
@@ -78,17 +98,21 @@ class DreamSettings:
 class LoopSettings:
     """How long the loop runs and how it is measured (the ``train`` section)."""
 
-    iterations: int = 5
-    dream_steps: int = 50_000  # agent steps in the dream per iteration
+    iterations: int = 30  # with collect_fraction 0.1: up to 200 * 1.1**29, about 3,200 real steps
+    # Agent steps in the dream per iteration; None: 100,000 for on-policy agents, 16,000 for
+    # off-policy ones, whose every step is also a gradient step.
+    dream_steps: int | None = None
     eval_episodes: int = 20
-    target_return: float | None = None  # stop once the real eval mean reaches this
+    # Stop once the real eval mean reaches this; "auto": the env's reward_threshold, if it has one.
+    target_return: float | str | None = "auto"
     keep_checkpoints: int = 2  # newest run checkpoints kept on disk
 
     def __post_init__(self) -> None:
         set_field(self, "iterations", check_int(self.iterations, "train iterations", 1))
-        set_field(self, "dream_steps", check_int(self.dream_steps, "train dream_steps", 1))
+        if self.dream_steps is not None:
+            set_field(self, "dream_steps", check_int(self.dream_steps, "train dream_steps", 1))
         set_field(self, "eval_episodes", check_int(self.eval_episodes, "train eval_episodes", 1))
-        if self.target_return is not None:
+        if self.target_return not in (None, "auto"):
             set_field(self, "target_return", check_float(self.target_return, "train target_return"))
         set_field(self, "keep_checkpoints", check_int(self.keep_checkpoints, "keep_checkpoints", 1))
 
@@ -108,7 +132,7 @@ class TrainConfig:
     """Everything one run of the loop needs; an ``envs/*.yaml`` preset fills it in."""
 
     env_id: str
-    agent: str | dict = "ppo"
+    agent: str | dict = "auto"  # "auto": ppo for Discrete actions, sac for Box
     seed: int | None = None  # seeds collection, the model, the dreams and the agent; None: drawn per run
     device: str = "auto"  # the world model and the dreams (the agent's is its preset's)
     collect: CollectSettings = field(default_factory=CollectSettings)
@@ -130,14 +154,21 @@ class TrainConfig:
             set_field(self, name, from_mapping(cls, getattr(self, name), f"{name} settings"))
 
     @classmethod
-    def from_dict(cls, data: Any, **overrides: Any) -> TrainConfig:
-        """From a preset, a ``config.json`` (nested, or 0.1.0's flat one) or keyword settings."""
+    def from_dict(cls, data: Any, version: int = VERSION, **overrides: Any) -> TrainConfig:
+        """From a preset, a ``config.json`` (nested, or 0.1.0's flat one) or keyword settings.
+
+        ``version``: the run config version ``data`` was written in; what an older version left
+        out takes that version's default, so an old run resumes as it ran.
+        """
         if not isinstance(data, dict):
             raise GenrlError(f"expected training settings as a mapping, got {describe(data)}")
         data = {k: v for k, v in data.items() if k not in ("format", "version", "name", "description")}
         if "id" in data:
             data["env_id"] = data.pop("id")
         sections = route(data)
+        if version < 3:
+            for key, value in BEFORE_V3.items():
+                sections[key] = {**value, **sections[key]} if key in SECTIONS else sections.get(key, value)
         for key, value in route({k: v for k, v in overrides.items() if v is not None}).items():
             sections[key] = {**sections[key], **value} if key in SECTIONS else value
         if not sections.get("env_id"):
@@ -156,6 +187,29 @@ class TrainConfig:
     def replace(self, **settings: Any) -> TrainConfig:
         """A copy with some settings changed, named flat (``iterations=8``) or by section."""
         return TrainConfig.from_dict(dataclasses.asdict(self), **settings)
+
+
+# The defaults of run config versions 1 and 2 (genrl up to 0.3.0.dev) that version 3 changed.
+BEFORE_V3: dict[str, Any] = {
+    "agent": "ppo",
+    "collect": {
+        "initial_steps": 1000,
+        "initial_episodes": 0,
+        "steps_per_iteration": 1000,
+        "collect_fraction": 0.0,
+    },
+    "world_model": BEFORE_V3_MODEL,
+    "fit": BEFORE_V3_FIT,
+    "dream": {
+        "n_envs": 64,
+        "horizon": 500,
+        "temperature": 1.0,
+        "start": "initial",
+        "support": None,
+        "clip_reward": False,
+    },
+    "train": {"iterations": 5, "dream_steps": 50_000, "target_return": None},
+}
 
 
 def route(flat: dict[str, Any]) -> dict[str, Any]:

@@ -41,6 +41,7 @@ from genrl.model.world_model import WorldModel
 from genrl.training.agents import agent_preset, make_agent, save_policy
 from genrl.training.checkpoint import Checkpoint, CheckpointStore, Phase
 from genrl.training.config import TrainConfig, resolve_config
+from genrl.training.defaults import with_env_defaults
 from genrl.training.hparams import log_hparams
 from genrl.training.run import TrainResult, read_config
 from genrl.util.checks import one_line
@@ -52,6 +53,7 @@ from genrl.util.seeding import fresh_seed
 log = logging.getLogger("genrl")
 MAX_EVAL_ENVS = 32  # real evaluation episodes played as one batch
 RESUMABLE_CHANGES = {"iterations", "device"}  # what resume() may change of a run's settings
+INITIAL_EPISODES_SEED = 1_000_003  # offsets the seed of the initial collection's extra episodes
 
 
 def train_in_imagination(
@@ -79,6 +81,9 @@ def train_in_imagination(
     if seed is None and existing is not None and existing.exists():
         seed = read_config(existing.parent).seed  # the same command, re-run: the same run
     cfg = resolve_config(env, agent=agent, seed=seed, **overrides)
+    probe = make_env(cfg.env_id)
+    cfg = with_env_defaults(cfg, probe)
+    probe.close()
     if cfg.seed is None:
         cfg = cfg.replace(seed=fresh_seed(None))
     run_dir = Path(run_dir) if run_dir is not None else default_run_dir(cfg)
@@ -112,7 +117,7 @@ def resume(run_dir: str | os.PathLike, progress: bool = True, **overrides: Any) 
 
 def default_run_dir(cfg: TrainConfig) -> Path:
     """``runs/<env>-<algorithm>-seed<N>-<time>``: a new folder for each new run."""
-    name = cfg.env_id.split("/")[-1].lower()
+    name = cfg.env_id.split("/")[-1].replace(":", "-").lower()
     algo = cfg.agent if isinstance(cfg.agent, str) else cfg.agent.get("algorithm", "agent")
     return Path("runs") / f"{name}-{algo}-seed{cfg.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
 
@@ -187,6 +192,7 @@ class _Loop:
         self.history: list[dict[str, Any]] = []
         self.iteration, self.phase, self.kept = 0, None, 0
         self.fit_losses: dict[str, float] = {}
+        self.dream_episodes: dict[str, int] = {}  # dream episodes of the last training phase
         self.dataset = self.model = self.agent = None
         try:
             self._build()
@@ -213,7 +219,10 @@ class _Loop:
             temperature=d.temperature,
             start=d.start,
             seed=cfg.seed,
+            support=d.support,
+            clip_reward=d.clip_reward,
         )
+        self.dreams = dream.dream
         self.agent = make_agent(agent_preset(cfg.agent), VecMonitor(dream), seed=cfg.seed)
         self.agent.set_logger(configure(str(self.run_dir / "tb"), ["tensorboard"]))
 
@@ -280,15 +289,26 @@ def collect_phase(loop: _Loop) -> None:
     cfg, it = loop.cfg, loop.iteration
     log.info("iteration %d: collecting real steps", it)
     loop.agent.set_random_seed(_phase_seed(cfg.seed, it, 0))
+    replay = _Replay(loop.dataset, loop.kept)
     collect(
         loop.collect_env,
         steps_to_collect(cfg, it, _steps_in(loop.dataset, loop.kept)),
         None if it == 0 else _explorer(loop),
-        dataset=_Replay(loop.dataset, loop.kept),
+        dataset=replay,
         seed=cfg.seed + it,
         epsilon=0.0 if it == 0 else cfg.collect.epsilon,
         progress=loop.progress,
     )
+    recorded = len(loop.dataset) - loop.kept
+    if it == 0 and recorded < cfg.collect.initial_episodes:
+        # Long episodes (Pendulum's 200 steps): whole random episodes until there are that many.
+        collect(
+            loop.collect_env,
+            episodes=cfg.collect.initial_episodes - recorded,
+            dataset=replay,
+            seed=cfg.seed + INITIAL_EPISODES_SEED,
+            progress=loop.progress,
+        )
     loop.kept = len(loop.dataset)
 
 
@@ -317,7 +337,12 @@ def train_phase(loop: _Loop) -> None:
     loop.agent.set_random_seed(_phase_seed(loop.cfg.seed, loop.iteration, 1))
     # The model changed under the dreams: restart them from real states with the new weights.
     loop.agent._last_obs = None
+    ended, left = loop.dreams.episodes_ended, loop.dreams.episodes_left_support
     loop.agent.learn(loop.cfg.train.dream_steps, reset_num_timesteps=False, progress_bar=loop.progress)
+    loop.dream_episodes = {
+        "dream_episodes": loop.dreams.episodes_ended - ended,
+        "dream_left_support": loop.dreams.episodes_left_support - left,
+    }
 
 
 def evaluate_phase(loop: _Loop) -> None:
@@ -330,6 +355,7 @@ def evaluate_phase(loop: _Loop) -> None:
         wall_time_s=time.time() - loop.start_time,
         eval_time_s=time.time() - eval_start,
         world_model_val=loop.fit_losses,
+        **loop.dream_episodes,
     )
     loop.history.append(row)
     _log(loop.writer, row)
@@ -372,7 +398,16 @@ def _evaluate(
     )
     n = min(episodes, d.n_envs)
     dream_env = VecMonitor(
-        DreamVecEnv(model, n, dataset, d.horizon, temperature=d.temperature, seed=cfg.seed + 12345)
+        DreamVecEnv(
+            model,
+            n,
+            dataset,
+            d.horizon,
+            temperature=d.temperature,
+            seed=cfg.seed + 12345,
+            support=d.support,
+            clip_reward=d.clip_reward,
+        )
     )
     dream, _ = evaluate_policy(agent, dream_env, episodes, deterministic=True, return_episode_rewards=True)
     return {
@@ -391,6 +426,8 @@ def _log(writer: SummaryWriter, row: dict[str, Any]) -> None:
     writer.add_scalar("dream/eval_return_mean", row["dream_return_mean"], step)
     writer.add_scalar("dream/real_gap", row["dream_real_gap"], step)
     writer.add_scalar("real/steps", step, step)
+    if row.get("dream_episodes"):
+        writer.add_scalar("dream/left_support", row["dream_left_support"] / row["dream_episodes"], step)
     writer.flush()
 
 

@@ -32,7 +32,7 @@ from genrl.errors import GenrlError
 from genrl.model.world_model import WorldModel
 from genrl.training.agents import agent_preset, load_policy, make_agent, preset_of, save_policy
 from genrl.training.config import FORMAT as CONFIG_FORMAT
-from genrl.training.config import VERSION as CONFIG_VERSION
+from genrl.training.config import READS as CONFIG_READS
 from genrl.training.config import TrainConfig
 from genrl.util.checks import describe, is_int
 from genrl.util.files import atomic_folder, atomic_write, check_format, read_json, write_json
@@ -59,10 +59,11 @@ def read_config(run_dir: str | os.PathLike) -> TrainConfig:
     """The settings of the run in ``run_dir``, from its ``config.json`` (any genrl version)."""
     path = Path(run_dir) / "config.json"
     data = read_json(path, "a genrl run folder (config.json)")
-    if "format" in data or "version" in data:  # genrl 0.1.0 wrote neither
-        check_format(data, CONFIG_FORMAT, CONFIG_VERSION, path)
+    version = 1  # genrl 0.1.0 wrote neither format nor version
+    if "format" in data or "version" in data:
+        version = check_format(data, CONFIG_FORMAT, CONFIG_READS, path)
     try:
-        return TrainConfig.from_dict(data)
+        return TrainConfig.from_dict(data, version)
     except GenrlError as exc:
         raise GenrlError(f"{path}: {exc}") from None
 

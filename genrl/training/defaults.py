@@ -1,0 +1,43 @@
+"""Settings left to genrl, chosen from the real env (its spaces and spec) and the agent.
+
+A preset or a caller leaves a setting to genrl with ``None`` (``"auto"`` for the agent and the
+target return, where ``None`` has its own meaning). :func:`with_env_defaults` fills them in before
+a run starts, so its ``config.json`` records what it ran with.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import gymnasium as gym
+from gymnasium import spaces
+
+from genrl.training.agents import ON_POLICY, agent_preset
+from genrl.training.config import TrainConfig
+
+FALLBACK_HORIZON = 1000  # an env without a time limit: Gymnasium's MuJoCo tasks use 1000
+
+
+def with_env_defaults(cfg: TrainConfig, env: gym.Env) -> TrainConfig:
+    """``cfg`` with every setting left to genrl chosen for ``env``."""
+    agent = cfg.agent
+    if agent == "auto":
+        # SAC learns Box tasks in far fewer steps than PPO (Pendulum: benchmarks/RESULTS.md);
+        # PPO is the one agent preset tuned for Discrete ones in a dream.
+        agent = "sac" if isinstance(env.action_space, spaces.Box) else "ppo"
+    on_policy = agent_preset(agent)["algorithm"] in ON_POLICY
+    spec = env.spec
+    dream, train = cfg.dream, cfg.train
+    if dream.n_envs is None:
+        # On-policy agents need many parallel dreams for their batches; off-policy agents take a
+        # gradient step per env step, so few dreams keep the replay's data fresh.
+        dream = dataclasses.replace(dream, n_envs=64 if on_policy else 8)
+    if dream.horizon is None:
+        limit = spec.max_episode_steps if spec is not None else None
+        dream = dataclasses.replace(dream, horizon=limit or FALLBACK_HORIZON)
+    if train.dream_steps is None:
+        train = dataclasses.replace(train, dream_steps=100_000 if on_policy else 16_000)
+    if train.target_return == "auto":
+        threshold = spec.reward_threshold if spec is not None else None
+        train = dataclasses.replace(train, target_return=None if threshold is None else float(threshold))
+    return dataclasses.replace(cfg, agent=agent, dream=dream, train=train)
