@@ -203,6 +203,28 @@ DREAM_COLUMNS = {
 # ---- 2. roofline -------------------------------------------------------------------------------
 
 
+def member_matmuls(dynamics: nn.Module, linears: Any) -> list[tuple[str, int, int]]:
+    """One dynamics member's matmul shapes, in the order its step runs them."""
+    rnn = dynamics.rnn
+    if rnn.bidirectional:
+        raise ValueError("a bidirectional GRU cannot step one transition at a time")
+    gru = []
+    for layer in range(rnn.num_layers):
+        fan_in = rnn.input_size if layer == 0 else rnn.hidden_size
+        # A GRU cell is two matmuls onto its three gates (reset, update, new): W_ih x and W_hh h.
+        gru.append((f"rnn.l{layer}.input", fan_in, 3 * rnn.hidden_size))
+        gru.append((f"rnn.l{layer}.hidden", rnn.hidden_size, 3 * rnn.hidden_size))
+    # In the step's order, so that the matmul loop below touches memory as the step does.
+    return [
+        *linears("rnn_in", dynamics.rnn_in),
+        *gru,
+        *linears("mdn.net", dynamics.mdn.net),
+        *linears("mdn.linear", dynamics.mdn.linear),
+        *linears("reward_head", dynamics.reward_head),
+        *linears("termination_head", dynamics.termination_head),
+    ]
+
+
 def step_matmuls(model: genrl.WorldModel) -> list[dict[str, Any]]:
     """The matmuls of one WorldModel.step per env, read from the modules: name, fan_in, fan_out, FLOPs.
 
@@ -219,25 +241,10 @@ def step_matmuls(model: genrl.WorldModel) -> list[dict[str, Any]]:
             if isinstance(sub, nn.Linear)
         ]
 
-    dynamics = model.dynamics
-    rnn = dynamics.rnn
-    if rnn.bidirectional:
-        raise ValueError("a bidirectional GRU cannot step one transition at a time")
-    gru = []
-    for layer in range(rnn.num_layers):
-        fan_in = rnn.input_size if layer == 0 else rnn.hidden_size
-        # A GRU cell is two matmuls onto its three gates (reset, update, new): W_ih x and W_hh h.
-        gru.append((f"rnn.l{layer}.input", fan_in, 3 * rnn.hidden_size))
-        gru.append((f"rnn.l{layer}.hidden", rnn.hidden_size, 3 * rnn.hidden_size))
-    # In the step's order, so that the matmul loop below touches memory as the step does.
-    shapes = [
-        *linears("rnn_in", dynamics.rnn_in),
-        *gru,
-        *linears("mdn.net", dynamics.mdn.net),
-        *linears("mdn.linear", dynamics.mdn.linear),
-        *linears("reward_head", dynamics.reward_head),
-        *linears("termination_head", dynamics.termination_head),
-    ]
+    shapes = []
+    for k, dynamics in enumerate(model.dynamics):  # every ensemble member steps
+        prefix = f"member{k}." if len(model.dynamics) > 1 else ""
+        shapes += [(prefix + n, i, o) for n, i, o in member_matmuls(dynamics, linears)]
     return [{"layer": n, "fan_in": i, "fan_out": o, "flops": 2 * i * o} for n, i, o in shapes]
 
 

@@ -155,10 +155,9 @@ def test_the_roofline_counts_every_matmul_of_the_dream_step(cartpole_model):
         sys.modules.pop("throughput", None)
         sys.path.remove(str(BENCHMARKS))
     layers = throughput.step_matmuls(cartpole_model)
-    linear = sum(
-        m.in_features * m.out_features for m in cartpole_model.dynamics.modules() if hasattr(m, "in_features")
-    )
-    gru = cartpole_model.dynamics.rnn
+    member = cartpole_model.dynamics[0]
+    linear = sum(m.in_features * m.out_features for m in member.modules() if hasattr(m, "in_features"))
+    gru = member.rnn
     gates = 3 * gru.hidden_size * (gru.input_size + gru.hidden_size)
     assert sum(layer["flops"] for layer in layers) == 2 * (linear + gates)
     assert layers[0]["layer"].startswith("rnn_in") and layers[-1]["layer"].startswith("termination_head")

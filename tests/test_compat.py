@@ -77,7 +77,7 @@ def test_an_old_model_predicts_as_it_did(fixtures, name):
 def test_a_0_1_0_model_saved_again_loads_identically(tmp_path):
     model = WorldModel.load(FIXTURES / "model_vae", device="cpu")
     model.save(tmp_path / "again")
-    assert json.loads((tmp_path / "again" / "model.json").read_text())["version"] == 3
+    assert json.loads((tmp_path / "again" / "model.json").read_text())["version"] == 4
     again = WorldModel.load(tmp_path / "again", device="cpu")
     for key, value in model.state_dict().items():
         torch.testing.assert_close(again.state_dict()[key], value, rtol=0, atol=0)
@@ -110,6 +110,6 @@ def test_a_file_of_an_unknown_version_names_it(tmp_path):
     meta = json.loads((tmp_path / "model" / "model.json").read_text())
     (tmp_path / "model" / "model.json").write_text(json.dumps({**meta, "version": 99}))
     with pytest.raises(
-        GenrlError, match=r"genrl\.world_model version 99; this genrl reads version 1 or 2 or 3"
+        GenrlError, match=r"genrl\.world_model version 99; this genrl reads version 1 or 2 or 3 or 4"
     ):
         WorldModel.load(tmp_path / "model")

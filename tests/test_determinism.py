@@ -171,7 +171,7 @@ def test_same_config_seed_fits_bit_identical_weights(which, data, pendulum_datas
     other.fit(data, FIT_STEPS, progress=False)
     assert _weights_hash(other) != _weights_hash(a)
     # The seed reaches the dynamics too, not only the encoder.
-    name = "dynamics.rnn.weight_hh_l0"
+    name = "dynamics.0.rnn.weight_hh_l0"
     assert not torch.equal(a.state_dict()[name], other.state_dict()[name])
 
 

@@ -67,3 +67,18 @@ def test_bootstrap_interval_is_seeded_and_narrows_with_more_runs():
     assert bootstrap_ci(np.full(5, 3.0)) == (3.0, 3.0)
     with pytest.raises(GenrlError, match="confidence in"):
         bootstrap_ci(few, confidence=1.5)
+
+
+def test_rank_correlation_is_spearmans():
+    from genrl.evaluation.metrics import rank_correlation
+
+    x = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
+    assert rank_correlation(x, x**3) == pytest.approx(1.0)  # monotone: 1, whatever the scale
+    assert rank_correlation(x, -x) == pytest.approx(-1.0)
+    # With ties: Pearson's correlation of the average ranks, by hand.
+    y = np.array([1.0, 1.0, 2.0, 3.0, 3.0])
+    ry = np.array([1.5, 1.5, 3.0, 4.5, 4.5])
+    assert rank_correlation(x, y) == pytest.approx(np.corrcoef(np.arange(1, 6), ry)[0, 1])
+    assert np.isnan(rank_correlation(x, np.ones(5))) and np.isnan(rank_correlation([1.0], [2.0]))
+    with pytest.raises(GenrlError, match="one size"):
+        rank_correlation(x, x[:3])

@@ -25,6 +25,7 @@ from genrl.util.spaces import check_spaces_match
 
 ObsMode = Literal["decoded", "latent"]
 StartMode = Literal["initial", "any"]
+MemberMode = Literal["episode", "step"]
 
 
 def as_model(model: WorldModel | str | os.PathLike, device: str | torch.device | None = "auto") -> WorldModel:
@@ -64,9 +65,16 @@ class DreamBatch:
         None never truncates for that
     :param clip_reward: clip the learned reward to the range of the real rewards (an override
         receives the clipped one; its own rewards are the caller's and are never clipped)
+    :param max_disagreement: with an ensemble, a dream whose members' predictions spread by more
+        than this (in the latent's standardised units) has left the support too; None: never
+    :param exploration_bonus: adds this times the disagreement to every reward, so an agent
+        seeks what the model does not know yet (optimism, as in Plan2Explore); 0 by default
+    :param member: with an ensemble, ``"episode"`` follows one member per dream, drawn at each
+        reset (PETS' TS-inf), ``"step"`` draws one per step (TS-1)
 
     ``left_support`` holds, after each step, which dreams were truncated for leaving the support;
-    ``episodes_ended`` and ``episodes_left_support`` count since construction.
+    ``disagreement`` each dream's last disagreement; ``episodes_ended`` and
+    ``episodes_left_support`` count since construction.
     """
 
     def __init__(
@@ -84,8 +92,16 @@ class DreamBatch:
         reward: dict | RewardFn | None = None,
         support: float | None = 3.0,
         clip_reward: bool = True,
+        max_disagreement: float | None = None,
+        exploration_bonus: float = 0.0,
+        member: MemberMode = "episode",
     ):
         self.support = None if support is None else check_float(support, "support", 0.0)
+        self.max_disagreement = (
+            None if max_disagreement is None else check_float(max_disagreement, "max_disagreement", 0.0)
+        )
+        self.exploration_bonus = check_float(exploration_bonus, "exploration_bonus", 0.0)
+        self.member_mode = check_choice(member, "member", ("episode", "step"))
         self.clip_reward = bool(clip_reward)
         self.obs_mode = check_choice(obs_mode, "obs_mode", ("decoded", "latent"))
         self.start = check_choice(start, "start", ("initial", "any"))
@@ -98,14 +114,7 @@ class DreamBatch:
         self._pool_episodes = 0
         self.starts = None if starts is None else check_starts(starts, model)
         self.reward_fn = reward_function(reward, int(np.prod(model.observation_space.shape)))
-        if dataset is not None:
-            if not isinstance(dataset, RolloutDataset):
-                raise GenrlError(
-                    f"dataset must be a RolloutDataset (RolloutDataset.load(path) opens a folder) or None, "
-                    f"got {type(dataset).__name__}"
-                )
-            mine = (model.observation_space, model.action_space)
-            check_spaces_match(mine, (dataset.observation_space, dataset.action_space), "model", "dataset")
+        check_dataset(dataset, model)
         device = model.device
         self.generator = torch.Generator(device=device)
         self.seed(seed)
@@ -113,9 +122,13 @@ class DreamBatch:
         self.h = model.initial_state(self.n)
         self.t = torch.zeros(self.n, dtype=torch.long, device=device)
         self.left_support = torch.zeros(self.n, dtype=torch.bool, device=device)
+        self.disagreement = torch.zeros(self.n, device=device)
+        self.member = torch.zeros(self.n, dtype=torch.long, device=device)
         # Tensors, so counting never waits for the device.
         self._ended = torch.zeros((), dtype=torch.long, device=device)
         self._left = torch.zeros((), dtype=torch.long, device=device)
+        self._spread = torch.zeros((), dtype=torch.float64, device=device)
+        self._steps = 0
         self.observation_space = (
             model.observation_space
             if obs_mode == "decoded"
@@ -160,6 +173,10 @@ class DreamBatch:
         self.z[index] = self.model.encode(initial_obs.to(self.model.device).reshape(shape))
         self.h[index] = 0.0
         self.t[index] = 0
+        if self.model.ensemble_size > 1:
+            self.member[index] = torch.randint(
+                self.model.ensemble_size, (len(index),), generator=self.generator, device=self.member.device
+            )
         return self.observe(self.z[index])
 
     @torch.inference_mode()
@@ -169,23 +186,29 @@ class DreamBatch:
         Finished dreams are not restarted here: the caller decides (gymnasium vs SB3 contract).
         """
         actions = actions.to(self.model.device)
-        out = self.model.step(self.z, self.h, actions, self.temperature, self.generator)
+        member = self.member if self.member_mode == "episode" else None
+        out = self.model.step(self.z, self.h, actions, self.temperature, self.generator, member)
         reward = self.model.clip_reward(out.reward) if self.clip_reward else out.reward
         if self.reward_fn is not None:
             given = self.reward_fn(self.model.decode(self.z), actions, self.model.decode(out.z), reward)
             reward = checked_rewards(given, self.n, self.model.device)
-        self.z, self.h = out.z, out.h
+        if self.exploration_bonus:
+            reward = reward + self.exploration_bonus * out.disagreement
+        self.z, self.h, self.disagreement = out.z, out.h, out.disagreement
         self.t += 1
-        if self.support is None:
-            self.left_support = torch.zeros_like(out.terminated)
-        else:
-            self.left_support = self.model.out_of_support(out.z, self.support)
+        self.left_support = torch.zeros_like(out.terminated)
+        if self.support is not None:
+            self.left_support |= self.model.out_of_support(out.z, self.support)
+        if self.max_disagreement is not None:
+            self.left_support |= out.disagreement > self.max_disagreement
         # Off the data the termination head extrapolates as much as the rest: there the dream
         # is truncated, not ended, and the agent bootstraps.
         terminated = out.terminated & ~self.left_support
         truncated = ((self.t >= self.horizon) | self.left_support) & ~terminated
         self._ended += (terminated | truncated).sum()
         self._left += self.left_support.sum()
+        self._spread += out.disagreement.sum()
+        self._steps += self.n
         return self.observe(out.z), reward, terminated, truncated, out.uncertainty
 
     @property
@@ -198,6 +221,16 @@ class DreamBatch:
         """Of those, the ones truncated for leaving the support of the real data."""
         return int(self._left)
 
+    @property
+    def steps_taken(self) -> int:
+        """Dream steps taken since construction, summed over the dreams."""
+        return self._steps
+
+    @property
+    def disagreement_sum(self) -> float:
+        """The ensemble's disagreement summed over those steps (0 for one model)."""
+        return float(self._spread)
+
     def observe(self, z: torch.Tensor) -> torch.Tensor:
         return self.model.decode(z) if self.obs_mode == "decoded" else z
 
@@ -206,6 +239,19 @@ class DreamBatch:
         if self.obs_mode == "decoded":
             return render_bars(obs - self.model.obs_mean.cpu().numpy(), self.model.obs_std.cpu().numpy())
         return render_bars(obs, np.ones_like(obs))
+
+
+def check_dataset(dataset: RolloutDataset | None, model: WorldModel) -> None:
+    """Raise GenrlError unless ``dataset`` is None or a RolloutDataset of the model's spaces."""
+    if dataset is None:
+        return
+    if not isinstance(dataset, RolloutDataset):
+        raise GenrlError(
+            f"dataset must be a RolloutDataset (RolloutDataset.load(path) opens a folder) or None, "
+            f"got {type(dataset).__name__}"
+        )
+    mine = (model.observation_space, model.action_space)
+    check_spaces_match(mine, (dataset.observation_space, dataset.action_space), "model", "dataset")
 
 
 def check_starts(starts: np.ndarray | torch.Tensor, model: WorldModel) -> torch.Tensor:

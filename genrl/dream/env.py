@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from genrl.data.dataset import RolloutDataset
-from genrl.dream.batch import DreamBatch, ObsMode, StartMode
+from genrl.dream.batch import DreamBatch, MemberMode, ObsMode, StartMode
 from genrl.dream.package import open_dream
 from genrl.dream.reward import RewardFn
 from genrl.errors import GenrlError
@@ -23,7 +23,8 @@ class DreamEnv(gym.Env):
 
     With ``obs_mode="decoded"`` observations live in the real env's observation space, so a policy
     moves between dream and reality unchanged. Hitting ``horizon`` truncates; only the model's
-    termination head terminates. ``info["uncertainty"]`` is the predictive std of the step.
+    termination head terminates. ``info["uncertainty"]`` is the predictive std of the step,
+    ``info["disagreement"]`` the spread of an ensemble's members (0 for one model).
 
     ``reset(options={"initial_obs": obs})`` starts from a given real observation instead of a
     sampled start state.
@@ -40,7 +41,9 @@ class DreamEnv(gym.Env):
     :param reward: a reward override (:mod:`genrl.dream.reward`), a mapping or a callable
     :param support: truncate a dream whose latent leaves the real data's range widened by this
         many of its standard deviations (None: never); ``clip_reward`` clips learned rewards to
-        the real rewards' range (see :class:`~genrl.dream.batch.DreamBatch`)
+        the real rewards' range; with an ensemble, ``max_disagreement`` truncates where the
+        members disagree more, ``exploration_bonus`` rewards their disagreement and ``member``
+        picks how dreams follow members (see :class:`~genrl.dream.batch.DreamBatch`)
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 30}
@@ -60,6 +63,9 @@ class DreamEnv(gym.Env):
         reward: dict | RewardFn | None = None,
         support: float | None = 3.0,
         clip_reward: bool = True,
+        max_disagreement: float | None = None,
+        exploration_bonus: float = 0.0,
+        member: MemberMode = "episode",
     ):
         self.render_mode = check_choice(render_mode, "render_mode", (None, "rgb_array"))
         given = {"horizon": horizon, "obs_mode": obs_mode, "temperature": temperature}
@@ -68,7 +74,16 @@ class DreamEnv(gym.Env):
         if source.summary is not None:
             self.metadata = {**type(self).metadata, "genrl_card": source.summary}
         self.dream = DreamBatch(
-            self.model, 1, dataset, start=start, support=support, clip_reward=clip_reward, **source.settings
+            self.model,
+            1,
+            dataset,
+            start=start,
+            support=support,
+            clip_reward=clip_reward,
+            max_disagreement=max_disagreement,
+            exploration_bonus=exploration_bonus,
+            member=member,
+            **source.settings,
         )
         self.observation_space = self.dream.observation_space
         self.action_space = self.dream.action_space
@@ -91,7 +106,7 @@ class DreamEnv(gym.Env):
         action = self.model.actions.check(action)
         obs, reward, terminated, truncated, uncertainty = self.dream.step(torch.as_tensor(action[None]))
         self._obs = self._to_numpy(obs[0])
-        info = {"uncertainty": float(uncertainty[0])}
+        info = {"uncertainty": float(uncertainty[0]), "disagreement": float(self.dream.disagreement[0])}
         if truncated[0]:
             info["left_support"] = bool(self.dream.left_support[0])
         return self._obs, float(reward[0]), bool(terminated[0]), bool(truncated[0]), info

@@ -11,7 +11,7 @@ import torch
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices, VecEnvStepReturn
 
 from genrl.data.dataset import RolloutDataset
-from genrl.dream.batch import DreamBatch, ObsMode, StartMode
+from genrl.dream.batch import DreamBatch, MemberMode, ObsMode, StartMode
 from genrl.dream.package import open_dream
 from genrl.dream.reward import RewardFn
 from genrl.errors import GenrlError
@@ -24,7 +24,7 @@ class DreamVecEnv(VecEnv):
     Follows SB3's auto-reset contract: a finished dream is restarted from a real start state at
     once, the observation returned is the new episode's first, and ``infos[i]`` carries
     ``terminal_observation`` and ``TimeLimit.truncated``. ``infos[i]["uncertainty"]`` is the
-    predictive std of each step.
+    predictive std of each step, ``infos[i]["disagreement"]`` an ensemble's spread (0 for one).
 
     :param model: a :class:`WorldModel`, the folder of a saved one, or an environment package,
         whose settings are then the defaults (as for :class:`~genrl.dream.env.DreamEnv`)
@@ -35,7 +35,9 @@ class DreamVecEnv(VecEnv):
     :param reward: a reward override (:mod:`genrl.dream.reward`), a mapping or a callable
     :param support: truncate a dream whose latent leaves the real data's range widened by this
         many of its standard deviations (None: never); ``clip_reward`` clips learned rewards to
-        the real rewards' range (see :class:`~genrl.dream.batch.DreamBatch`)
+        the real rewards' range; with an ensemble, ``max_disagreement`` truncates where the
+        members disagree more, ``exploration_bonus`` rewards their disagreement and ``member``
+        picks how dreams follow members (see :class:`~genrl.dream.batch.DreamBatch`)
     """
 
     def __init__(
@@ -54,6 +56,9 @@ class DreamVecEnv(VecEnv):
         reward: dict | RewardFn | None = None,
         support: float | None = 3.0,
         clip_reward: bool = True,
+        max_disagreement: float | None = None,
+        exploration_bonus: float = 0.0,
+        member: MemberMode = "episode",
     ):
         given = {"horizon": horizon, "obs_mode": obs_mode, "temperature": temperature}
         source = open_dream(model, device, dataset, **given, starts=starts, reward=reward)
@@ -66,6 +71,9 @@ class DreamVecEnv(VecEnv):
             seed=seed,
             support=support,
             clip_reward=clip_reward,
+            max_disagreement=max_disagreement,
+            exploration_bonus=exploration_bonus,
+            member=member,
             **source.settings,
         )
         self.render_mode = "rgb_array"  # read by VecEnv.__init__ through get_attr
@@ -99,8 +107,11 @@ class DreamVecEnv(VecEnv):
         obs_np = self._numpy(obs)
         done_np = done.cpu().numpy()
         truncated_np = truncated.cpu().numpy()
-        uncertainty_np = uncertainty.cpu().numpy()  # tolist() below: Python floats, fast
-        infos: list[dict[str, Any]] = [{"uncertainty": u} for u in uncertainty_np.tolist()]
+        # tolist(): Python floats, fast
+        pairs = zip(
+            uncertainty.cpu().numpy().tolist(), self.dream.disagreement.cpu().numpy().tolist(), strict=True
+        )
+        infos: list[dict[str, Any]] = [{"uncertainty": u, "disagreement": d} for u, d in pairs]
         finished = np.flatnonzero(done_np)
         if len(finished):
             left_np = self.dream.left_support.cpu().numpy()

@@ -38,7 +38,7 @@ from genrl.dream.play import dream_returns
 from genrl.errors import GenrlError
 from genrl.evaluation.baselines import LinearDynamics, RepeatLast
 from genrl.evaluation.critic import realism_critic
-from genrl.evaluation.metrics import precision_recall, roc_auc
+from genrl.evaluation.metrics import precision_recall, rank_correlation, roc_auc
 from genrl.model.world_model import WorldModel
 from genrl.util.checks import check_int
 from genrl.util.seeding import fresh_seed
@@ -219,16 +219,32 @@ def _windows(
 
 @torch.inference_mode()
 def _model_rollout(
-    model: WorldModel, first_obs: np.ndarray, actions: np.ndarray, temperature: float, seed: int
+    model: WorldModel,
+    first_obs: np.ndarray,
+    actions: np.ndarray,
+    temperature: float,
+    seed: int,
+    disagreement: list | None = None,
 ) -> np.ndarray:
-    """Dream open loop from real first observations under real actions: (N, H, D) observations."""
+    """Dream open loop from real first observations under real actions: (N, H, D) observations.
+
+    Window i follows ensemble member i mod K, as a dream follows one; each step's disagreement
+    (N, H) is appended to ``disagreement`` when given.
+    """
     generator = torch.Generator(device=model.device).manual_seed(seed)
-    shape = (len(first_obs), *model.observation_space.shape)
-    z = model.encode(torch.as_tensor(first_obs, dtype=torch.float32, device=model.device).reshape(shape))
+    n = len(first_obs)
+    z = model.encode(
+        torch.as_tensor(first_obs, dtype=torch.float32, device=model.device).reshape(
+            n, *model.observation_space.shape
+        )
+    )
     act = torch.as_tensor(actions, device=model.device)
-    dream = model.unroll(z, model.initial_state(len(first_obs)), act, temperature, generator)
+    member = torch.arange(n, device=model.device) % model.ensemble_size
+    dream = model.unroll(z, model.initial_state(n), act, temperature, generator, member)
+    if disagreement is not None:
+        disagreement.append(dream.disagreement.cpu().numpy())
     # Decoded step by step, as a dream decodes them.
-    out = [model.decode(dream.z[:, k]).reshape(len(first_obs), -1) for k in range(actions.shape[1])]
+    out = [model.decode(dream.z[:, k]).reshape(n, -1) for k in range(actions.shape[1])]
     return torch.stack(out, 1).cpu().numpy()
 
 
@@ -242,8 +258,9 @@ def _open_loop(
     report: EvaluationReport,
 ) -> None:
     obs, actions, valid, _ = _windows(data, horizon, max_windows, np.random.default_rng(seed))
+    spread: list[np.ndarray] = []
     predictions = {
-        "model": _model_rollout(model, obs[:, 0], actions, temperature=0.0, seed=seed),
+        "model": _model_rollout(model, obs[:, 0], actions, temperature=0.0, seed=seed, disagreement=spread),
         "repeat last": RepeatLast().rollout(obs[:, 0], actions),
         "linear": LinearDynamics(model.observation_space, model.action_space)
         .fit(baseline_data)
@@ -262,10 +279,35 @@ def _open_loop(
         for k in sorted({1, 5, 10, 25, horizon} & set(range(1, horizon + 1))):
             report.scalars[f"open_loop/{name}/h{k}"] = float(per_dim[k - 1].mean())
     report.scalars["open_loop/model_beats_baselines"] = float(report.beats_baselines())
+    if model.ensemble_size > 1:
+        _disagreement(model, spread[0], predictions["model"] - obs[:, 1:], valid, weights, report)
     longest = int(np.argmax(valid.sum(1)))  # a window that reaches far, for the example plot
     report.example = {"true": obs[longest], "valid": valid[longest]}
     for name, pred in predictions.items():
         report.example[name] = np.concatenate([obs[longest, :1], pred[longest]])
+
+
+def _disagreement(
+    model: WorldModel,
+    spread: np.ndarray,
+    error: np.ndarray,
+    valid: np.ndarray,
+    weights: np.ndarray,
+    report: EvaluationReport,
+) -> None:
+    """The ensemble's disagreement along the open-loop windows, and whether it tracks the error.
+
+    ``ensemble/error_correlation`` is the rank correlation, over every valid (window, step), of
+    the disagreement with the squared standardised error: near 1, uncertainty says where the
+    model is wrong; near 0, it says nothing.
+    """
+    curve = (spread[..., None] * weights).sum(0)[:, 0]
+    curve[valid.sum(0) == 0] = np.nan
+    report.curves["open_loop/disagreement"] = curve
+    report.scalars["ensemble/members"] = float(model.ensemble_size)
+    report.scalars["ensemble/disagreement_h1"] = float(curve[0])
+    err = (_standardise(model, error) ** 2).mean(-1)[valid]
+    report.scalars["ensemble/error_correlation"] = rank_correlation(spread[valid], err)
 
 
 def _critic(

@@ -1,4 +1,5 @@
-"""Scores in numpy: AUROC, precision and recall of detectors; IQM and bootstrap intervals of runs.
+"""Scores in numpy: AUROC, precision and recall of detectors, rank correlation; IQM and
+bootstrap intervals of runs.
 
 Written here rather than taken from scikit-learn, scipy or rliable: they are a few lines each,
 and genrl's evaluation, anomaly detection and benchmarks should not pull a large dependency for them.
@@ -24,14 +25,30 @@ def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
     positives, negatives = int(labels.sum()), int((~labels).sum())
     if positives == 0 or negatives == 0:
         return float("nan")
-    order = np.argsort(scores, kind="mergesort")
-    sorted_scores = scores[order]
-    ranks = np.empty(len(scores))
-    # Average ranks over runs of tied scores, so that ties count half.
-    _, first, counts = np.unique(sorted_scores, return_index=True, return_counts=True)
-    average = first + (counts + 1) / 2.0
-    ranks[order] = np.repeat(average, counts)
+    ranks = average_ranks(scores)  # ties count half
     return float((ranks[labels].sum() - positives * (positives + 1) / 2.0) / (positives * negatives))
+
+
+def average_ranks(values: np.ndarray) -> np.ndarray:
+    """Ranks 1..N of ``values``, tied values sharing the average of their ranks."""
+    values = np.asarray(values, dtype=np.float64).ravel()
+    order = np.argsort(values, kind="mergesort")
+    _, first, counts = np.unique(values[order], return_index=True, return_counts=True)
+    ranks = np.empty(len(values))
+    ranks[order] = np.repeat(first + (counts + 1) / 2.0, counts)
+    return ranks
+
+
+def rank_correlation(x: np.ndarray, y: np.ndarray) -> float:
+    """Spearman's rank correlation of two samples; NaN when either is constant or too short."""
+    x, y = np.asarray(x, dtype=np.float64).ravel(), np.asarray(y, dtype=np.float64).ravel()
+    if x.shape != y.shape:
+        raise GenrlError(f"expected two samples of one size, got {x.size} and {y.size} values")
+    if x.size < 2:
+        return float("nan")
+    rx, ry = average_ranks(x) - (x.size + 1) / 2.0, average_ranks(y) - (y.size + 1) / 2.0
+    denominator = np.sqrt((rx**2).sum() * (ry**2).sum())
+    return float((rx * ry).sum() / denominator) if denominator > 0 else float("nan")
 
 
 def precision_recall(predicted: np.ndarray, labels: np.ndarray) -> tuple[float, float]:

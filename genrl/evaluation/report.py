@@ -157,6 +157,15 @@ def _open_loop_section(report: EvaluationReport) -> list[str]:
     for name in PREDICTORS:
         last = report.curves[f"open_loop_dims/{name}"][-1]
         lines.append(f"| {name} | " + " | ".join(_fmt(v) for v in last) + " |")
+    if "ensemble/members" in s:
+        spread = report.curves["open_loop/disagreement"]
+        lines += [
+            "",
+            f"Ensemble of {int(s['ensemble/members'])} members (each window follows one): their "
+            f"disagreement is {_fmt(spread[0])} at h=1 and {_fmt(spread[-1])} at h={len(spread)}; its "
+            f"rank correlation with the error is {_fmt(s['ensemble/error_correlation'])} "
+            "(near 1: the disagreement says where the model is wrong).",
+        ]
     return lines
 
 

@@ -28,6 +28,11 @@ class WorldModelConfig:
     ``"auto"`` (the default) picks ``identity`` for vector observations (unless ``latent_dim``
     asks for another size) and the VAE otherwise. ``num_mixtures=None``: 1 Gaussian for the
     identity encoder (precise state), 5 components for a VAE's latent.
+
+    ``ensemble_size``: K dynamics members (each its own GRU, mixture and heads, over one shared
+    encoder), as in PETS and MBPO. Each fit trains every member on its own bootstrap of each
+    batch; a dream follows one member, and the spread of the members' predictions is the
+    model's disagreement: epistemic uncertainty, large where the data is thin.
     """
 
     encoder: str = "auto"
@@ -35,6 +40,7 @@ class WorldModelConfig:
     hidden_dim: int = 128
     rnn_dim: int = 128
     num_mixtures: int | None = None
+    ensemble_size: int = 1
 
     def __post_init__(self) -> None:
         check_choice(self.encoder, "world model setting encoder", ENCODERS)
@@ -43,7 +49,7 @@ class WorldModelConfig:
                 set_field(
                     self, name, check_int(getattr(self, name), f"world model setting {name}", 1, 2**63 - 1)
                 )
-        for name in ("hidden_dim", "rnn_dim"):
+        for name in ("hidden_dim", "rnn_dim", "ensemble_size"):
             set_field(self, name, check_int(getattr(self, name), f"world model setting {name}", 1, 2**63 - 1))
 
 

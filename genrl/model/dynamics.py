@@ -51,7 +51,7 @@ class LatentDynamics(nn.Module):
     ) -> tuple[torch.Tensor, ...]:
         """Teacher-forced recurrence over sequences z (B, T, D), a (B, T, A): h (B, T, H) and the last h."""
         x = self.rnn_in(torch.cat([z, a], -1))
-        out, h_last = self.rnn(x) if h0 is None else self.rnn(x, h0.unsqueeze(0))
+        out, h_last = self.rnn(x) if h0 is None else self.rnn(x, h0.unsqueeze(0).contiguous())
         return out, h_last.squeeze(0)
 
     def mixture(self, h: torch.Tensor, z: torch.Tensor, a: torch.Tensor) -> Mixture:

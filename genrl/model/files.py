@@ -1,5 +1,8 @@
 """The world model's file format: a folder with ``model.json`` and ``weights.safetensors``.
 
+Version 4 (genrl 0.3) holds K dynamics members (``config.ensemble_size``): their tensors are
+``dynamics.<k>.*``. Older files hold one, ``dynamics.*``, which loads as member 0.
+
 Version 3 (genrl 0.3) adds the support of the data, set by every fit: ``support_low``,
 ``support_high``, ``support_scale`` (per latent dimension) and ``reward_low``, ``reward_high``.
 
@@ -36,8 +39,8 @@ from genrl.util.files import atomic_write, check_format, check_tensors, read_jso
 from genrl.util.spaces import space_from_json, space_to_json
 
 FORMAT = "genrl.world_model"
-VERSION = 3
-READS = (1, 2, 3)
+VERSION = 4
+READS = (1, 2, 3, 4)
 # Version 3 added the data's support; older files load with none (unbounded) until a refit.
 SUPPORT = ("support_low", "support_high", "support_scale", "reward_low", "reward_high")
 # Version 1 kept the dynamics' modules at the top level of the state dict.
@@ -135,4 +138,6 @@ def _read_weights(weights: Path, version: int) -> dict[str, torch.Tensor]:
         state = {("dynamics." + k if k.startswith(V1_DYNAMICS) else k): v for k, v in state.items()}
         # Models saved before genrl recorded their training episodes: none are known.
         state.setdefault("trained_episodes", torch.zeros((0,), dtype=torch.long))
+    if version < 4:  # one dynamics, before ensembles: member 0
+        state = {("dynamics.0." + k[9:] if k.startswith("dynamics.") else k): v for k, v in state.items()}
     return state

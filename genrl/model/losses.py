@@ -22,13 +22,19 @@ from genrl.model.config import FitConfig
 from genrl.model.networks import mixture_mean, mixture_nll, mixture_std
 
 if TYPE_CHECKING:
+    from genrl.model.dynamics import LatentDynamics
     from genrl.model.world_model import WorldModel
 
 
 def world_model_losses(
     model: WorldModel, batch: dict[str, torch.Tensor], fit: FitConfig
 ) -> dict[str, torch.Tensor]:
-    """Per-head losses on a batch from :meth:`RolloutDataset.sample_sequences` (as tensors)."""
+    """Per-head losses on a batch from :meth:`RolloutDataset.sample_sequences` (as tensors).
+
+    With an ensemble, each member's terms weigh the batch's windows by its own bootstrap counts
+    (``batch["member_weights"]``, (K, B); all ones without it), and the dynamics' terms are the
+    members' mean: Adam's steps do not depend on that 1/K, and the figures stay comparable.
+    """
     obs = (batch["obs"] - model.obs_mean) / model.obs_std  # (B, L+1, ...)
     mask = batch["mask"].float()  # (B, L)
     obs_mask = torch.cat([torch.ones_like(mask[:, :1]), mask], dim=1)
@@ -36,18 +42,27 @@ def world_model_losses(
     # The dynamics learns on the encoder's means; gradients stop so it cannot reshape the latent.
     zt = mean.detach()
     actions = model.actions.encode(batch["action"].flatten(0, 1)).unflatten(0, mask.shape)
-    teacher = _teacher_forced(model, obs, zt, actions, batch, fit)
-    predicted = _open_loop_latents(model, zt, actions, min(fit.open_loop_steps, mask.shape[1]))
-    losses = {}
-    if logvar is not None:  # a VAE; an exact encoder has nothing to learn
-        losses = _vae(model, obs, mean, logvar, obs_mask)
-    losses |= {name: _masked_mean(value, mask) for name, value in teacher.items()}
-    if predicted:  # scored once for all steps: a few large ops instead of many small ones
-        k = len(predicted)
-        decoded = model.decoder(torch.stack(predicted, 1))
-        open_loop = (decoded - obs[:, 1 : k + 1]).pow(2).flatten(2).mean(-1)
-        losses["open_loop"] = _masked_mean(open_loop, mask[:, :k])
-    return losses
+    losses: dict[str, torch.Tensor] = {}
+    weights = batch.get("member_weights")
+    k_open = min(fit.open_loop_steps, mask.shape[1])
+    for k, dynamics in enumerate(model.dynamics):
+        weighted = mask if weights is None else mask * weights[k].unsqueeze(1)
+        terms = {
+            name: _masked_mean(value, weighted)
+            for name, value in _teacher_forced(model, dynamics, obs, zt, actions, batch, fit).items()
+        }
+        predicted = _open_loop_latents(model, dynamics, zt, actions, k_open)
+        if predicted:  # scored once for all steps: a few large ops instead of many small ones
+            decoded = model.decoder(torch.stack(predicted, 1))
+            open_loop = (decoded - obs[:, 1 : k_open + 1]).pow(2).flatten(2).mean(-1)
+            terms["open_loop"] = _masked_mean(open_loop, weighted[:, :k_open])
+        for name, value in terms.items():
+            losses[name] = losses.get(name, 0.0) + value / model.ensemble_size
+    if logvar is None:  # an exact encoder has nothing to learn
+        return losses
+    # Built after the dynamics' terms, so gradients accumulate in the order of earlier versions
+    # and a resumed old run trains bit for bit as it did.
+    return _vae(model, obs, mean, logvar, obs_mask) | losses
 
 
 def total_loss(losses: dict[str, torch.Tensor], fit: FitConfig) -> torch.Tensor:
@@ -58,6 +73,7 @@ def total_loss(losses: dict[str, torch.Tensor], fit: FitConfig) -> torch.Tensor:
 
 def _teacher_forced(
     model: WorldModel,
+    dynamics: LatentDynamics,
     obs: torch.Tensor,
     zt: torch.Tensor,
     actions: torch.Tensor,
@@ -65,8 +81,8 @@ def _teacher_forced(
     fit: FitConfig,
 ) -> dict[str, torch.Tensor]:
     """Each step's terms, conditioned on the real history before it: (B, L) each, unmasked."""
-    h = model.dynamics.recur(zt[:, :-1], actions)[0]
-    logits, mu, log_std = model.dynamics.mixture(h, zt[:, :-1], actions)
+    h = dynamics.recur(zt[:, :-1], actions)[0]
+    logits, mu, log_std = dynamics.mixture(h, zt[:, :-1], actions)
     nll = mixture_nll(logits, mu, log_std, zt[:, 1:]) / model.config.latent_dim
     if fit.nll_beta > 0:
         # beta-NLL (Seitzer et al., 2022): weighting each step by its predicted variance**beta
@@ -77,7 +93,7 @@ def _teacher_forced(
     # Likelihood in latent space alone lets small latent errors become large observation
     # errors; scoring the decoded mixture mean in observation space keeps predictions sharp there.
     prediction = (model.decoder(mixture_mean(logits, mu)) - obs[:, 1:]).pow(2).flatten(2).mean(-1)
-    reward_logit, termination_logit = model.dynamics.heads(h, actions, zt[:, 1:])
+    reward_logit, termination_logit = dynamics.heads(h, actions, zt[:, 1:])
     reward_target = (batch["reward"] - model.reward_mean) / model.reward_std
     termination = F.binary_cross_entropy_with_logits(
         termination_logit,
@@ -94,14 +110,14 @@ def _teacher_forced(
 
 
 def _open_loop_latents(
-    model: WorldModel, zt: torch.Tensor, actions: torch.Tensor, k: int
+    model: WorldModel, dynamics: LatentDynamics, zt: torch.Tensor, actions: torch.Tensor, k: int
 ) -> list[torch.Tensor]:
     """The dynamics fed its own predictions for ``k`` steps, as in a dream, so that errors do not
     compound (latent overshooting, as in PlaNet): the predicted latent means."""
     z, h, predicted = zt[:, 0], torch.zeros(zt.shape[0], model.config.rnn_dim, device=zt.device), []
     for t in range(k):
-        h = model.dynamics.cell(z, h, actions[:, t])
-        z = mixture_mean(*model.dynamics.mixture(h, z, actions[:, t])[:2])
+        h = dynamics.cell(z, h, actions[:, t])
+        z = mixture_mean(*dynamics.mixture(h, z, actions[:, t])[:2])
         predicted.append(z)
     return predicted
 

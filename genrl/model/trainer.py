@@ -117,8 +117,12 @@ class Trainer:
         return total.item()
 
     def _batch(self, dataset: RolloutDataset, rng: np.random.Generator) -> dict[str, torch.Tensor]:
-        c = self.model.fit_config
+        c, members = self.model.fit_config, self.model.ensemble_size
         batch = dataset.sample_sequences(c.batch_size, c.seq_len, rng)
+        if members > 1:
+            # The online bootstrap (Oza, 2001): Poisson(1) counts per window and member resample
+            # each batch differently for every member, at no cost in data or memory.
+            batch["member_weights"] = rng.poisson(1.0, (members, c.batch_size)).astype(np.float32)
         return {k: torch.as_tensor(v, device=self.model.device) for k, v in batch.items()}
 
     @torch.no_grad()
@@ -204,17 +208,25 @@ def set_support(model: WorldModel, dataset: RolloutDataset, batch: int = 4096) -
 
 
 def set_linear_core(model: WorldModel, dataset: RolloutDataset, ridge: float = 1e-3) -> None:
-    """Least-squares linear dynamics of the standardised observation: where training starts."""
+    """Least-squares linear dynamics of the standardised observation: where training starts.
+
+    Member 0 of an ensemble fits all transitions, each other member a bootstrap resample of them.
+    """
     eps = [ep for ep in dataset.episodes if ep.length]
+    rng = np.random.default_rng([model.seed % 2**63, 0])
     with torch.no_grad():
         obs = torch.as_tensor(np.concatenate([ep.obs[:-1] for ep in eps]), device=model.device)
         nxt = torch.as_tensor(np.concatenate([ep.obs[1:] for ep in eps]), device=model.device)
         act = torch.as_tensor(np.concatenate([ep.action for ep in eps]), device=model.device)
         z, z_next = model.encode(obs).double(), model.encode(nxt).double()
         x = torch.cat([z, model.actions.encode(act).double(), torch.ones_like(z[:, :1])], -1)
-        gram = x.T @ x + ridge * len(x) * torch.eye(x.shape[1], dtype=x.dtype, device=x.device)
-        w = torch.linalg.solve(gram, x.T @ (z_next - z))  # (features + 1, latent)
-    model.dynamics.set_linear_core(w[:-1].T.float(), w[-1].float())
+        y = z_next - z
+        for k, dynamics in enumerate(model.dynamics):
+            rows = torch.as_tensor(rng.integers(len(x), size=len(x)) if k else np.arange(len(x)))
+            xk, yk = x[rows.to(x.device)], y[rows.to(x.device)]
+            gram = xk.T @ xk + ridge * len(xk) * torch.eye(x.shape[1], dtype=x.dtype, device=x.device)
+            w = torch.linalg.solve(gram, xk.T @ yk)  # (features + 1, latent)
+            dynamics.set_linear_core(w[:-1].T.float(), w[-1].float())
 
 
 def step_rng(seed: int, step: int, purpose: str = "train") -> np.random.Generator:

@@ -7,6 +7,11 @@ The model only predicts. One transition, for a batch::
     z_{t+1} ~ z_t + MDN(h_{t+1}, a_t)                        K-component Gaussian mixture, temperature tau
     r_t, done_t = heads(h_{t+1}, a_t, z_{t+1})               done_t: termination logit > 0
 
+With ``ensemble_size`` K > 1 the dynamics are K members, each with its own h: every member
+steps, one member's sample is the next latent (per dream or per step, as the caller picks), and
+the disagreement is the spread of the members' mean predictions, ``mean_d std_k E_k[z_{t+1,d}]``.
+The recurrent state a caller holds is the K members' states side by side, (B, K * rnn_dim).
+
 ``step`` is one transition, ``unroll`` many under given actions, and ``predict_sequence`` scores a
 real history one step at a time (teacher forced), as the trainer and the anomaly detector do.
 
@@ -18,6 +23,7 @@ them. Resetting and episode bookkeeping live in the dream envs.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -30,7 +36,7 @@ from genrl.data.dataset import RolloutDataset
 from genrl.model.config import FitConfig, WorldModelConfig, split_settings
 from genrl.model.dynamics import LatentDynamics
 from genrl.model.encoders import build_encoder, latent_size, resolve
-from genrl.model.networks import mixture_nll, mixture_sample, mixture_std
+from genrl.model.networks import mixture_mean, mixture_nll, mixture_sample, mixture_std
 from genrl.util.checks import from_mapping
 from genrl.util.seeding import fresh_seed, seeded
 from genrl.util.spaces import ActionCodec, check_spaces_match, check_supported
@@ -43,11 +49,12 @@ MAX_START_STATES = 10_000
 
 class StepOutput(NamedTuple):
     z: torch.Tensor  # (B, latent_dim) next latent
-    h: torch.Tensor  # (B, rnn_dim) next recurrent state
+    h: torch.Tensor  # (B, K * rnn_dim) next recurrent state of every member
     reward: torch.Tensor  # (B,)
     terminated: torch.Tensor  # (B,) bool
     uncertainty: torch.Tensor  # (B,) predictive std of the next latent
     termination_prob: torch.Tensor  # (B,) sigmoid of the termination logit; terminated is prob > 0.5
+    disagreement: torch.Tensor  # (B,) spread of the ensemble members' mean predictions (0 for one)
 
 
 class Unroll(NamedTuple):
@@ -58,6 +65,7 @@ class Unroll(NamedTuple):
     terminated: torch.Tensor
     uncertainty: torch.Tensor
     h: torch.Tensor
+    disagreement: torch.Tensor
 
 
 class SequencePrediction(NamedTuple):
@@ -66,7 +74,10 @@ class SequencePrediction(NamedTuple):
     nll: torch.Tensor  # -log p(z_{t+1} | z_0..z_t, a_0..a_t) in nats, z the encoder's mean
     reward: torch.Tensor  # predicted reward of each transition
     termination_logit: torch.Tensor  # > 0 means the model predicts the episode ends there
-    h: torch.Tensor  # (B, rnn_dim) recurrent state after the last step, to continue from
+    h: torch.Tensor  # (B, K * rnn_dim) recurrent state after the last step, to continue from
+
+    # An ensemble predicts as the uniform mixture of its members: the nll is of that mixture, the
+    # reward the members' mean, the termination logit that of their mean probability.
 
 
 class WorldModel(nn.Module):
@@ -100,8 +111,11 @@ class WorldModel(nn.Module):
         self.actions = ActionCodec(action_space)
         with seeded(self.seed):
             self.encoder, self.decoder = build_encoder(self.config, obs_shape)
-            self.dynamics = LatentDynamics(
-                self.config.latent_dim, self.actions.dim, self.config, precise=self.encoder.exact
+            self.dynamics = nn.ModuleList(
+                LatentDynamics(
+                    self.config.latent_dim, self.actions.dim, self.config, precise=self.encoder.exact
+                )
+                for _ in range(self.config.ensemble_size)
             )
         self.register_buffer("obs_mean", torch.zeros(obs_shape))
         self.register_buffer("obs_std", torch.ones(obs_shape))
@@ -145,9 +159,13 @@ class WorldModel(nn.Module):
 
     # ---- h, z, r, done: one step, many steps, a real history ----------------------------------
 
+    @property
+    def ensemble_size(self) -> int:
+        return len(self.dynamics)
+
     def initial_state(self, batch_size: int) -> torch.Tensor:
-        """The recurrent state a dream starts from: zeros (B, rnn_dim)."""
-        return torch.zeros(batch_size, self.config.rnn_dim, device=self.device)
+        """The recurrent state a dream starts from: zeros (B, K * rnn_dim)."""
+        return torch.zeros(batch_size, self.ensemble_size * self.config.rnn_dim, device=self.device)
 
     def step(
         self,
@@ -156,21 +174,42 @@ class WorldModel(nn.Module):
         action: torch.Tensor,
         temperature: float = 1.0,
         generator: torch.Generator | None = None,
+        member: torch.Tensor | None = None,
     ) -> StepOutput:
-        """Sample one transition for a batch. ``action`` holds env actions (indices or Box values)."""
+        """Sample one transition for a batch. ``action`` holds env actions (indices or Box values).
+
+        ``member`` (B,) picks the ensemble member each row follows; None draws one per row at
+        random (per step). With one member it is ignored.
+        """
         a = self.actions.encode(action)
-        h = self.dynamics.cell(z, h, a)
-        logits, mean, log_std = self.dynamics.mixture(h, z, a)
+        hs = h.unflatten(-1, (self.ensemble_size, -1))
+        h_next = torch.stack([dyn.cell(z, hs[:, k], a) for k, dyn in enumerate(self.dynamics)], 1)
+        mixtures = [dyn.mixture(h_next[:, k], z, a) for k, dyn in enumerate(self.dynamics)]
+        rows = torch.arange(len(z), device=z.device)
+        if self.ensemble_size == 1:
+            pick = torch.zeros_like(rows)
+            logits, mean, log_std = mixtures[0]
+            disagreement = torch.zeros(len(z), device=z.device)
+        else:
+            if member is None:
+                member = torch.randint(self.ensemble_size, (len(z),), generator=generator, device=z.device)
+            pick = member.to(z.device).long()
+            logits, mean, log_std = (torch.stack(part, 0)[pick, rows] for part in zip(*mixtures, strict=True))
+            means = torch.stack([mixture_mean(lg, mu) for lg, mu, _ in mixtures], 0)
+            disagreement = means.std(0, correction=0).mean(-1)
         z_next = mixture_sample(logits, mean, log_std, temperature, generator)
-        reward, termination_logit = self.dynamics.heads(h, a, z_next)
+        heads = [dyn.heads(h_next[:, k], a, z_next) for k, dyn in enumerate(self.dynamics)]
+        reward = torch.stack([r for r, _ in heads], 0)[pick, rows]
+        termination_logit = torch.stack([t for _, t in heads], 0)[pick, rows]
         reward = reward * self.reward_std + self.reward_mean
         return StepOutput(
             z_next,
-            h,
+            h_next.flatten(1),
             reward,
             termination_logit > 0,
             mixture_std(logits, mean, log_std),
             torch.sigmoid(termination_logit),
+            disagreement,
         )
 
     @torch.no_grad()
@@ -181,15 +220,21 @@ class WorldModel(nn.Module):
         actions: torch.Tensor,
         temperature: float = 1.0,
         generator: torch.Generator | None = None,
+        member: torch.Tensor | None = None,
     ) -> Unroll:
-        """Imagine ``H`` steps open loop from (z, h) under env actions (B, H, ...), as one batch."""
+        """Imagine ``H`` steps open loop from (z, h) under env actions (B, H, ...), as one batch.
+
+        ``member`` (B,) keeps each row on one ensemble member; None draws one per step.
+        """
         steps = []
         for k in range(actions.shape[1]):
-            out = self.step(z, h, actions[:, k], temperature, generator)
+            out = self.step(z, h, actions[:, k], temperature, generator, member)
             z, h = out.z, out.h
             steps.append(out)
         stack = lambda name: torch.stack([getattr(s, name) for s in steps], 1)  # noqa: E731
-        return Unroll(stack("z"), stack("reward"), stack("terminated"), stack("uncertainty"), h)
+        return Unroll(
+            stack("z"), stack("reward"), stack("terminated"), stack("uncertainty"), h, stack("disagreement")
+        )
 
     @torch.no_grad()
     def predict_sequence(
@@ -203,14 +248,27 @@ class WorldModel(nn.Module):
         batch, steps = actions.shape[:2]
         z = self.encode(obs.reshape(batch * (steps + 1), *obs.shape[2:])).reshape(batch, steps + 1, -1)
         a = self.actions.encode(actions.reshape(batch * steps, *actions.shape[2:])).reshape(batch, steps, -1)
-        out, h_last = self.dynamics.recur(z[:, :-1], a, self.initial_state(batch) if h is None else h)
-        logits, mu, log_std = self.dynamics.mixture(out, z[:, :-1], a)
-        reward, termination_logit = self.dynamics.heads(out, a, z[:, 1:])
+        hs = (self.initial_state(batch) if h is None else h).unflatten(-1, (self.ensemble_size, -1))
+        nll, reward, termination, last = [], [], [], []
+        for k, dyn in enumerate(self.dynamics):
+            out, h_last = dyn.recur(z[:, :-1], a, hs[:, k])
+            logits, mu, log_std = dyn.mixture(out, z[:, :-1], a)
+            r, t = dyn.heads(out, a, z[:, 1:])
+            nll.append(mixture_nll(logits, mu, log_std, z[:, 1:]))
+            reward.append(r)
+            termination.append(t)
+            last.append(h_last)
+        if self.ensemble_size == 1:
+            nll_all, termination_logit = nll[0], termination[0]
+        else:
+            log_k = math.log(self.ensemble_size)
+            nll_all = -(torch.logsumexp(-torch.stack(nll), 0) - log_k)
+            termination_logit = torch.logit(torch.sigmoid(torch.stack(termination)).mean(0), eps=1e-6)
         return SequencePrediction(
-            nll=mixture_nll(logits, mu, log_std, z[:, 1:]),
-            reward=reward * self.reward_std + self.reward_mean,
+            nll=nll_all,
+            reward=torch.stack(reward).mean(0) * self.reward_std + self.reward_mean,
             termination_logit=termination_logit,
-            h=h_last,
+            h=torch.stack(last, 1).flatten(1),
         )
 
     # ---- the support of the real data ---------------------------------------------------------

@@ -81,10 +81,24 @@ class DreamSettings:
     # the model extrapolates, and an agent learns to exploit it.
     support: float | None = 3.0
     clip_reward: bool = True
+    # With an ensemble (world_model.ensemble_size > 1): truncate where its members disagree by
+    # more than this (None: never), add exploration_bonus x disagreement to the training dreams'
+    # rewards (never to the evaluation's), and follow one member per dream or draw one per step.
+    max_disagreement: float | None = None
+    exploration_bonus: float = 0.0
+    member: str = "episode"
 
     def __post_init__(self) -> None:
         if self.support is not None:
             set_field(self, "support", check_float(self.support, "dream support", 0.0))
+        if self.max_disagreement is not None:
+            set_field(
+                self, "max_disagreement", check_float(self.max_disagreement, "dream max_disagreement", 0.0)
+            )
+        set_field(
+            self, "exploration_bonus", check_float(self.exploration_bonus, "dream exploration_bonus", 0.0)
+        )
+        check_choice(self.member, "dream member", ("episode", "step"))
         if not isinstance(self.clip_reward, bool):
             raise GenrlError(f"dream clip_reward: expected true or false, got {describe(self.clip_reward)}")
         for name in ("n_envs", "horizon"):
@@ -92,6 +106,15 @@ class DreamSettings:
                 set_field(self, name, check_int(getattr(self, name), f"dream {name}", 1))
         set_field(self, "temperature", check_float(self.temperature, "dream temperature", 0.0))
         check_choice(self.start, "dream start", ("initial", "any"))
+
+    def limits(self) -> dict[str, Any]:
+        """The settings that keep a dream honest, as DreamVecEnv's keyword arguments."""
+        return {
+            "support": self.support,
+            "clip_reward": self.clip_reward,
+            "max_disagreement": self.max_disagreement,
+            "member": self.member,
+        }
 
 
 @dataclass(frozen=True)

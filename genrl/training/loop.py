@@ -219,8 +219,8 @@ class _Loop:
             temperature=d.temperature,
             start=d.start,
             seed=cfg.seed,
-            support=d.support,
-            clip_reward=d.clip_reward,
+            exploration_bonus=d.exploration_bonus,
+            **d.limits(),
         )
         self.dreams = dream.dream
         self.agent = make_agent(agent_preset(cfg.agent), VecMonitor(dream), seed=cfg.seed)
@@ -337,11 +337,18 @@ def train_phase(loop: _Loop) -> None:
     loop.agent.set_random_seed(_phase_seed(loop.cfg.seed, loop.iteration, 1))
     # The model changed under the dreams: restart them from real states with the new weights.
     loop.agent._last_obs = None
-    ended, left = loop.dreams.episodes_ended, loop.dreams.episodes_left_support
+    dreams = loop.dreams
+    ended, left, spread, steps = (
+        dreams.episodes_ended,
+        dreams.episodes_left_support,
+        dreams.disagreement_sum,
+        dreams.steps_taken,
+    )
     loop.agent.learn(loop.cfg.train.dream_steps, reset_num_timesteps=False, progress_bar=loop.progress)
     loop.dream_episodes = {
-        "dream_episodes": loop.dreams.episodes_ended - ended,
-        "dream_left_support": loop.dreams.episodes_left_support - left,
+        "dream_episodes": dreams.episodes_ended - ended,
+        "dream_left_support": dreams.episodes_left_support - left,
+        "dream_disagreement": (dreams.disagreement_sum - spread) / max(dreams.steps_taken - steps, 1),
     }
 
 
@@ -405,8 +412,7 @@ def _evaluate(
             d.horizon,
             temperature=d.temperature,
             seed=cfg.seed + 12345,
-            support=d.support,
-            clip_reward=d.clip_reward,
+            **d.limits(),
         )
     )
     dream, _ = evaluate_policy(agent, dream_env, episodes, deterministic=True, return_episode_rewards=True)
@@ -428,6 +434,8 @@ def _log(writer: SummaryWriter, row: dict[str, Any]) -> None:
     writer.add_scalar("real/steps", step, step)
     if row.get("dream_episodes"):
         writer.add_scalar("dream/left_support", row["dream_left_support"] / row["dream_episodes"], step)
+    if "dream_disagreement" in row:
+        writer.add_scalar("dream/disagreement", row["dream_disagreement"], step)
     writer.flush()
 
 
