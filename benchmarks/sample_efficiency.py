@@ -5,6 +5,9 @@ in one invocation, on the same machine, each run in its own process at 1 thread:
 
 - CartPole-v1, threshold 475: genrl vs PPO and DQN
 - Pendulum-v1, threshold -200: genrl vs SAC and TD3
+- with no preset (genrl's defaults): MountainCar-v0 (-110) vs DQN; LunarLander-v3 (200) vs DQN
+  and LunarLanderContinuous-v3 (200) vs SAC (extra genrl[box2d]); InvertedPendulum-v5 (950),
+  Hopper-v5 (2,500) and HalfCheetah-v5 (5,000) vs SAC (extra genrl[mujoco])
 
 The evaluation is the same for every method: 20 deterministic episodes on a separate env that
 never feeds training, run at real-step counts that grow by at most 10% (a geometric grid), so the
@@ -62,6 +65,12 @@ class Task:
     threshold: float
     genrl: dict[str, Any]  # train_in_imagination overrides of the env preset (envs/<task>.yaml)
     baselines: dict[str, dict[str, Any]] = field(default_factory=dict)
+    preset: bool = True  # False: no envs/<task>.yaml, genrl runs on the bare id (its defaults)
+    extra: str | None = None  # the genrl extra the env needs (`pip install genrl[box2d]`)
+
+
+# The zoo's SAC settings for the MuJoCo tasks (hyperparams/sac.yml, "mujoco-defaults").
+ZOO_SAC_MUJOCO = {"algo": "sac", "budget": 1_000_000, "learning_starts": 10_000}
 
 
 # rl-baselines3-zoo hyperparameters (hyperparams/{ppo,dqn,sac,td3}.yml, entries for these envs);
@@ -122,6 +131,92 @@ TASKS = {
                 "policy_kwargs": {"net_arch": [400, 300]},
             },
         },
+    ),
+}
+
+# The suite beyond the two presets (issue 14): no preset, genrl's defaults only. Zoo entries as
+# above; LunarLander's are the zoo's LunarLander-v2 ones (v3 changed only bug fixes).
+TASKS |= {
+    "mountaincar": Task(
+        "MountainCar-v0",
+        -110.0,
+        genrl={},
+        preset=False,
+        baselines={
+            "dqn": {
+                "algo": "dqn",
+                "budget": 120_000,
+                "learning_rate": 4e-3,
+                "batch_size": 128,
+                "buffer_size": 10_000,
+                "learning_starts": 1000,
+                "gamma": 0.98,
+                "target_update_interval": 5000,
+                "train_freq": 16,
+                "gradient_steps": 8,
+                "exploration_fraction": 0.2,
+                "exploration_final_eps": 0.07,
+                "policy_kwargs": {"net_arch": [256, 256]},
+            },
+        },
+    ),
+    "lunarlander": Task(
+        "LunarLander-v3",
+        200.0,
+        genrl={},
+        preset=False,
+        extra="box2d",
+        baselines={
+            "dqn": {
+                "algo": "dqn",
+                "budget": 150_000,
+                "learning_rate": 8.8e-4,
+                "batch_size": 32,
+                "buffer_size": 1_000_000,
+                "learning_starts": 0,
+                "gamma": 0.99,
+                "target_update_interval": 10_000,
+                "train_freq": 16,
+                "gradient_steps": -1,
+                "exploration_fraction": 0.2,
+                "exploration_final_eps": 0.1,
+                "policy_kwargs": {"net_arch": [256, 256]},
+            },
+        },
+    ),
+    "lunarlander-continuous": Task(
+        "LunarLanderContinuous-v3",
+        200.0,
+        genrl={},
+        preset=False,
+        extra="box2d",
+        baselines={
+            "sac": {
+                "algo": "sac",
+                "budget": 500_000,
+                "batch_size": 256,
+                "learning_rate": "lin_7.3e-4",
+                "buffer_size": 1_000_000,
+                "gamma": 0.99,
+                "tau": 0.01,
+                "learning_starts": 10_000,
+                "policy_kwargs": {"net_arch": [400, 300]},
+            },
+        },
+    ),
+    "inverted-pendulum": Task(
+        "InvertedPendulum-v5",
+        950.0,
+        genrl={},
+        preset=False,
+        extra="mujoco",
+        baselines={"sac": ZOO_SAC_MUJOCO},
+    ),
+    "hopper": Task(
+        "Hopper-v5", 2500.0, genrl={}, preset=False, extra="mujoco", baselines={"sac": ZOO_SAC_MUJOCO}
+    ),
+    "halfcheetah": Task(
+        "HalfCheetah-v5", 5000.0, genrl={}, preset=False, extra="mujoco", baselines={"sac": ZOO_SAC_MUJOCO}
     ),
 }
 
@@ -222,7 +317,7 @@ def run_genrl(task_name: str, seed: int, quick: bool = False, preset: bool = Tru
     """
     task = TASKS[task_name]
     overrides = dict(QUICK_GENRL if quick else task.genrl if preset else {})
-    source = task_name if preset else task.env_id
+    source = task_name if preset and task.preset else task.env_id
     method = "genrl" if preset else "genrl-no-preset"
     history = _genrl_history(source, task_name, seed, overrides)
     record = summarize_run(task_name, method, seed, history[-1]["real_steps"], task.threshold, history)
@@ -391,15 +486,35 @@ def targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             check(
                 "cartpole: genrl median wall time to threshold (s)",
                 wall,
-                "<= 180",
-                wall is not None and wall <= 180,
+                "<= 60",
+                wall is not None and wall <= 60,
+            )
+    # Issue 14: the suite, at least 5x fewer real steps than the best model-free baseline run.
+    for task in ("mountaincar", "lunarlander", "lunarlander-continuous", "inverted-pendulum"):
+        mine = by.get((task, "genrl"))
+        peers = [by[(task, m)] for m in TASKS[task].baselines if (task, m) in by]
+        if mine is None or not peers:
+            continue
+        exact = 2 * (mine["seeds"] - mine["reached"]) < mine["seeds"]
+        best = min(peers, key=lambda r: r["median_steps"])
+        ratio = best["median_steps"] / mine["median_steps"]
+        check(f"{task}: best baseline median / genrl median", ratio, ">= 5x", exact and ratio >= 5)
+    for task in ("hopper", "halfcheetah"):
+        mine = by.get((task, "genrl"))
+        if mine is not None:
+            exact = 2 * (mine["seeds"] - mine["reached"]) < mine["seeds"]
+            check(
+                f"{task}: genrl median real steps to {TASKS[task].threshold:,.0f}",
+                mine["median_steps"],
+                "<= 100,000",
+                exact and mine["median_steps"] <= 100_000,
             )
     return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tasks", default="cartpole,pendulum")
+    parser.add_argument("--tasks", default="cartpole,pendulum", help=f"comma list among {sorted(TASKS)}")
     parser.add_argument("--methods", default="all", help="comma list among genrl,ppo,dqn,sac,td3, or all")
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--workers", type=int, default=2, help="runs in parallel, one thread each")
@@ -419,7 +534,9 @@ def main() -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     jobs = []
     for task in tasks:
-        methods = ["genrl", *(["genrl-no-preset"] if args.no_preset else []), *TASKS[task].baselines]
+        # A task without a preset runs on its bare id already: "genrl" is its no-preset figure.
+        no_preset = args.no_preset and TASKS[task].preset
+        methods = ["genrl", *(["genrl-no-preset"] if no_preset else []), *TASKS[task].baselines]
         if args.methods != "all":
             methods = [m for m in methods if m in args.methods.split(",")]
         jobs += [(task, m, s, args.quick) for m in methods for s in range(seeds)]
