@@ -14,6 +14,7 @@ import genrl
 from genrl import DreamEnv, DreamVecEnv, GenrlError, TrainConfig, WorldModel
 from genrl.dream.batch import DreamBatch
 from genrl.evaluation.report import to_markdown
+from genrl.model.trainer import data_disagreement
 from genrl.model.networks import mixture_mean
 
 K = 3
@@ -82,7 +83,9 @@ def test_disagreement_is_the_spread_of_the_members_means_and_zero_for_one_model(
     for k, dyn in enumerate(ensemble.dynamics):
         h_k = dyn.cell(z, h[:, k * 16 : (k + 1) * 16], a)
         means.append(mixture_mean(*dyn.mixture(h_k, z, a)[:2]))
-    expected = torch.stack(means).std(0, correction=0).mean(-1)
+    # In units of the mean disagreement on the fitted data, which the fit recorded.
+    assert ensemble.disagreement_scale == data_disagreement(ensemble, pendulum_dataset) > 0
+    expected = torch.stack(means).std(0, correction=0).mean(-1) / ensemble.disagreement_scale
     torch.testing.assert_close(out.disagreement, expected)
     assert (out.disagreement > 0).all()
     single = pendulum_model.step(

@@ -46,6 +46,8 @@ def test_seeds_and_settings_parse_as_written():
     assert parse_setting("fit.learning_rate=1e-3,3e-4", grid=True) == ("fit.learning_rate", [1e-3, 3e-4])
     assert parse_setting("agent=sac", grid=False) == ("agent", ["sac"])
     assert parse_setting("train.target_return=true", grid=False) == ("train.target_return", [True])
+    # null turns a limit off, or leaves a setting to genrl
+    assert parse_setting("dream.support=3,null", grid=True) == ("dream.support", [3, None])
     for bad in ("dream_steps", "=3", "x=", "x=[1, 2]"):
         with pytest.raises(GenrlError, match="expected"):
             parse_setting(bad, grid=True)

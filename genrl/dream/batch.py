@@ -66,7 +66,7 @@ class DreamBatch:
     :param clip_reward: clip the learned reward to the range of the real rewards (an override
         receives the clipped one; its own rewards are the caller's and are never clipped)
     :param max_disagreement: with an ensemble, a dream whose members' predictions spread by more
-        than this (in the latent's standardised units) has left the support too; None: never
+        than this (1: as much as on the real data) has left the support too; None: never
     :param exploration_bonus: adds this times the disagreement to every reward, so an agent
         seeks what the model does not know yet (optimism, as in Plan2Explore); 0 by default
     :param member: with an ensemble, ``"episode"`` follows one member per dream, drawn at each

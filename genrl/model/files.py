@@ -1,7 +1,8 @@
 """The world model's file format: a folder with ``model.json`` and ``weights.safetensors``.
 
 Version 4 (genrl 0.3) holds K dynamics members (``config.ensemble_size``): their tensors are
-``dynamics.<k>.*``. Older files hold one, ``dynamics.*``, which loads as member 0.
+``dynamics.<k>.*``, and ``disagreement_scale`` their mean disagreement on the fitted data. Older
+files hold one, ``dynamics.*``, which loads as member 0.
 
 Version 3 (genrl 0.3) adds the support of the data, set by every fit: ``support_low``,
 ``support_high``, ``support_scale`` (per latent dimension) and ``reward_low``, ``reward_high``.
@@ -90,6 +91,8 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "auto") -> 
         fill = {"support_scale": 1.0, "support_high": torch.inf, "reward_high": torch.inf}
         for key in SUPPORT:
             state.setdefault(key, torch.full(expected[key].shape, fill.get(key, -torch.inf)))
+    if version < 4:  # one member: nothing to disagree
+        state.setdefault("disagreement_scale", torch.tensor(1.0))
     check_tensors(
         state,
         expected,

@@ -113,3 +113,8 @@ def mixture_std(logits: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor)
         mu = mixture_mean(logits, mean)
         second = (w * (log_std.exp().pow(2) + mean.pow(2))).sum(-2)
     return (second - mu.pow(2)).clamp_min(0).sqrt().mean(-1)
+
+
+def ensemble_spread(means: torch.Tensor) -> torch.Tensor:
+    """Ensemble members' mean predictions (K, ..., D) -> their disagreement (...): mean_d std_k."""
+    return means.std(0, correction=0).mean(-1)

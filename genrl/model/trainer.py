@@ -18,6 +18,7 @@ from torch import nn
 from genrl.data.dataset import RolloutDataset
 from genrl.errors import GenrlError
 from genrl.model.losses import total_loss, world_model_losses
+from genrl.model.networks import ensemble_spread, mixture_mean
 from genrl.util.checks import check_int, describe
 from genrl.util.progress import progress_bar
 from genrl.util.seeding import seeded
@@ -199,12 +200,31 @@ def set_support(model: WorldModel, dataset: RolloutDataset, batch: int = 4096) -
         ]
     )
     rewards = torch.as_tensor(np.concatenate([ep.reward for ep in dataset.episodes]), device=model.device)
+    if model.ensemble_size > 1:
+        model.disagreement_scale.copy_(data_disagreement(model, dataset))
     model.support_low.copy_(z.min(0).values)
     model.support_high.copy_(z.max(0).values)
     model.support_scale.copy_(z.std(0).nan_to_num(1.0).clamp_min(1e-3))
     if len(rewards):
         model.reward_low.copy_(rewards.min())
         model.reward_high.copy_(rewards.max())
+
+
+@torch.no_grad()
+def data_disagreement(model: WorldModel, dataset: RolloutDataset, windows: int = 64) -> torch.Tensor:
+    """An ensemble's mean disagreement on real windows of ``dataset``, each step teacher forced."""
+    batch = dataset.sample_sequences(windows, model.fit_config.seq_len, np.random.default_rng(model.seed))
+    obs = torch.as_tensor(batch["obs"], device=model.device)
+    mask = torch.as_tensor(batch["mask"], device=model.device).float()
+    z = model.encode(obs.flatten(0, 1)).unflatten(0, obs.shape[:2])
+    a = model.actions.encode(torch.as_tensor(batch["action"], device=model.device).flatten(0, 1))
+    a = a.unflatten(0, mask.shape)
+    means = []
+    for dynamics in model.dynamics:
+        h = dynamics.recur(z[:, :-1], a)[0]
+        means.append(mixture_mean(*dynamics.mixture(h, z[:, :-1], a)[:2]))
+    per_step = ensemble_spread(torch.stack(means))
+    return ((per_step * mask).sum() / mask.sum().clamp_min(1.0)).clamp_min(1e-8)
 
 
 def set_linear_core(model: WorldModel, dataset: RolloutDataset, ridge: float = 1e-3) -> None:

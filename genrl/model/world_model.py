@@ -9,7 +9,8 @@ The model only predicts. One transition, for a batch::
 
 With ``ensemble_size`` K > 1 the dynamics are K members, each with its own h: every member
 steps, one member's sample is the next latent (per dream or per step, as the caller picks), and
-the disagreement is the spread of the members' mean predictions, ``mean_d std_k E_k[z_{t+1,d}]``.
+the disagreement is the spread of the members' mean predictions, ``mean_d std_k E_k[z_{t+1,d}]``,
+divided by its mean on the real data the model was fitted on (1: as much as on the data).
 The recurrent state a caller holds is the K members' states side by side, (B, K * rnn_dim).
 
 ``step`` is one transition, ``unroll`` many under given actions, and ``predict_sequence`` scores a
@@ -36,7 +37,7 @@ from genrl.data.dataset import RolloutDataset
 from genrl.model.config import FitConfig, WorldModelConfig, split_settings
 from genrl.model.dynamics import LatentDynamics
 from genrl.model.encoders import build_encoder, latent_size, resolve
-from genrl.model.networks import mixture_mean, mixture_nll, mixture_sample, mixture_std
+from genrl.model.networks import ensemble_spread, mixture_mean, mixture_nll, mixture_sample, mixture_std
 from genrl.util.checks import from_mapping
 from genrl.util.seeding import fresh_seed, seeded
 from genrl.util.spaces import ActionCodec, check_spaces_match, check_supported
@@ -54,7 +55,7 @@ class StepOutput(NamedTuple):
     terminated: torch.Tensor  # (B,) bool
     uncertainty: torch.Tensor  # (B,) predictive std of the next latent
     termination_prob: torch.Tensor  # (B,) sigmoid of the termination logit; terminated is prob > 0.5
-    disagreement: torch.Tensor  # (B,) spread of the ensemble members' mean predictions (0 for one)
+    disagreement: torch.Tensor  # (B,) members' spread, 1 = as on the real data (0 for one model)
 
 
 class Unroll(NamedTuple):
@@ -133,6 +134,10 @@ class WorldModel(nn.Module):
         self.register_buffer("support_scale", torch.ones(latent))
         self.register_buffer("reward_low", torch.tensor(-torch.inf))
         self.register_buffer("reward_high", torch.tensor(torch.inf))
+        # An ensemble's mean disagreement on the real data (set after every fit): disagreement
+        # is reported in its units, so 1 is what the data itself gives and thresholds carry over
+        # between tasks.
+        self.register_buffer("disagreement_scale", torch.tensor(1.0))
         low, high = observation_space.low, observation_space.high
         self.register_buffer(
             "_obs_low", torch.as_tensor(np.where(np.isfinite(low), low, -np.inf), dtype=torch.float32)
@@ -196,7 +201,7 @@ class WorldModel(nn.Module):
             pick = member.to(z.device).long()
             logits, mean, log_std = (torch.stack(part, 0)[pick, rows] for part in zip(*mixtures, strict=True))
             means = torch.stack([mixture_mean(lg, mu) for lg, mu, _ in mixtures], 0)
-            disagreement = means.std(0, correction=0).mean(-1)
+            disagreement = ensemble_spread(means) / self.disagreement_scale
         z_next = mixture_sample(logits, mean, log_std, temperature, generator)
         heads = [dyn.heads(h_next[:, k], a, z_next) for k, dyn in enumerate(self.dynamics)]
         reward = torch.stack([r for r, _ in heads], 0)[pick, rows]

@@ -71,8 +71,9 @@ def parse_setting(text: str, grid: bool) -> tuple[str, list[Any]]:
         raise GenrlError(f"expected a setting as {expected}, got {text!r}")
     parsed = [_scalar(v) for v in (values.split(",") if grid else [values])]
     for value in parsed:
-        if isinstance(value, (dict, list)) or value is None:
-            raise GenrlError(f"setting {key}: expected numbers, booleans or words, got {values!r}")
+        # null is a value: it turns a limit off (dream.support=null) or leaves a setting to genrl.
+        if isinstance(value, (dict, list)):
+            raise GenrlError(f"setting {key}: expected numbers, booleans, words or null, got {values!r}")
     return key.strip(), parsed
 
 
