@@ -14,8 +14,8 @@ import genrl
 from genrl import DreamEnv, DreamVecEnv, GenrlError, TrainConfig, WorldModel
 from genrl.dream.batch import DreamBatch
 from genrl.evaluation.report import to_markdown
-from genrl.model.trainer import data_disagreement
 from genrl.model.networks import mixture_mean
+from genrl.model.trainer import data_disagreement
 
 K = 3
 
