@@ -123,6 +123,18 @@ def test_a_grid_gives_one_row_per_setting(local_ray, tmp_path):
         assert load_run(tmp_path / "s" / row["setting"] / "seed0").config.train.dream_steps == steps
 
 
+def test_a_sweep_runs_an_env_from_a_module_beside_the_command(local_ray, tmp_path, monkeypatch):
+    """`genrl sweep corridor:Corridor-v0` in the folder of corridor.py: the workers import it too."""
+    examples = Path(__file__).resolve().parents[1] / "examples"
+    monkeypatch.chdir(examples)
+    monkeypatch.syspath_prepend(str(examples))  # as the genrl command adds its working folder
+    small = {**SMALL, "target_return": None}
+    result = sweep("corridor:Corridor-v0", "0", out=tmp_path / "s", settings=small, progress=False)
+    [trial] = result.trials
+    assert trial["status"] == "done", trial.get("error")
+    assert load_run(tmp_path / "s" / "default" / "seed0").config.env_id == "corridor:Corridor-v0"
+
+
 def test_bad_settings_fail_before_any_trial(local_ray, tmp_path):
     with pytest.raises(GenrlError, match="unknown training settings"):
         sweep("cartpole", "0", {"no_such_setting": [1]}, out=tmp_path / "s", progress=False)

@@ -149,8 +149,12 @@ def sweep(
     ]
     ray = init_ray(workers, address)
     task = ray.remote(num_cpus=1, max_retries=0)(run_trial)
+    # A user's env module beside the command (`genrl sweep my_env:MyEnv-v0`) must import on the
+    # workers too, which do not start in the driver's folder's import path.
+    here = os.getcwd()
     pending = {
-        task.remote(env, t["seed"], as_overrides({**settings, **t["grid"]}), t["run_dir"]): t for t in trials
+        task.remote(env, t["seed"], as_overrides({**settings, **t["grid"]}), t["run_dir"], here): t
+        for t in trials
     }
     with progress_bar(total=len(trials), desc="sweep", unit="trial", disable=not progress) as bar:
         while pending:
@@ -166,9 +170,20 @@ def sweep(
     return SweepResult(out, trials, _write(out, env, seeds, grid, settings, trials))
 
 
-def run_trial(env: str, seed: int, overrides: dict[str, Any], run_dir: str) -> dict[str, Any]:
-    """One trial, on a Ray worker: a run of the loop (resumed if its folder holds one), summarised."""
+def run_trial(
+    env: str, seed: int, overrides: dict[str, Any], run_dir: str, import_dir: str | None = None
+) -> dict[str, Any]:
+    """One trial, on a Ray worker: a run of the loop (resumed if its folder holds one), summarised.
+
+    ``import_dir`` (the driver's working folder) joins the import path, as it does for the
+    ``genrl`` command, where it exists on the worker's machine.
+    """
+    import sys
+
     import torch
+
+    if import_dir and os.path.isdir(import_dir) and import_dir not in sys.path:
+        sys.path.insert(0, import_dir)
 
     from genrl.training.loop import train_in_imagination
     from genrl.training.run import read_config
