@@ -444,6 +444,12 @@ def aggregate(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     "iqm_steps_ci95": [low, high],
                     "median_wall_s": float(np.nanmedian(walls)) if reached else None,
                     "per_seed_steps": [r["real_steps"] for r in runs],
+                    # Issue 14: how far a dream's return strays from the real one, in units of
+                    # the real return's magnitude (at least 1), over every evaluation of every seed.
+                    "max_dream_gap": max(
+                        (dream_gap(row) for r in runs for row in r["history"] if "dream_return_mean" in row),
+                        default=None,
+                    ),
                     "worst_resolution": max(
                         (r["real_steps"] - r["previous_eval_steps"]) / r["real_steps"]
                         for r in runs
@@ -454,6 +460,11 @@ def aggregate(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 }
             )
     return rows
+
+
+def dream_gap(row: dict[str, Any]) -> float:
+    """|dream return - real return| / max(|real return|, 1) of one evaluation."""
+    return abs(row["dream_return_mean"] - row["return_mean"]) / max(abs(row["return_mean"]), 1.0)
 
 
 def targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -489,6 +500,11 @@ def targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "<= 60",
                 wall is not None and wall <= 60,
             )
+    gaps = [
+        r["max_dream_gap"] for r in rows if r["method"] in GENRL_METHODS and r["max_dream_gap"] is not None
+    ]
+    if gaps:
+        check("genrl: largest |dream - real| / |real| of any evaluation", max(gaps), "<= 10", max(gaps) <= 10)
     # Issue 14: the suite, at least 5x fewer real steps than the best model-free baseline run.
     for task in ("mountaincar", "lunarlander", "lunarlander-continuous", "inverted-pendulum"):
         mine = by.get((task, "genrl"))

@@ -161,3 +161,18 @@ def test_the_roofline_counts_every_matmul_of_the_dream_step(cartpole_model):
     gates = 3 * gru.hidden_size * (gru.input_size + gru.hidden_size)
     assert sum(layer["flops"] for layer in layers) == 2 * (linear + gates)
     assert layers[0]["layer"].startswith("rnn_in") and layers[-1]["layer"].startswith("termination_head")
+
+
+def test_the_largest_dream_gap_is_reported_against_its_target(harness):
+    history = _history([200, 220], [100.0, -50.0])
+    history[0]["dream_return_mean"] = 400.0  # 3x the real return's magnitude away
+    history[1]["dream_return_mean"] = -600.0  # 11x away: over the limit of 10
+    runs = [harness.summarize_run("pendulum", "genrl", 0, 220, -200.0, history)]
+    (row,) = harness.aggregate(runs)
+    assert row["max_dream_gap"] == pytest.approx(11.0)
+    [check] = [c for c in harness.targets([row]) if "dream - real" in c["target"]]
+    assert check["met"] == "NO" and check["measured"] == "11.0"
+    history[1]["dream_return_mean"] = -100.0
+    (row,) = harness.aggregate([harness.summarize_run("pendulum", "genrl", 0, 220, -200.0, history)])
+    [check] = [c for c in harness.targets([row]) if "dream - real" in c["target"]]
+    assert check["met"] == "yes" and row["max_dream_gap"] == pytest.approx(3.0)
