@@ -137,16 +137,7 @@ def sweep(
     for combo in combos:  # every setting checked here, before a single trial starts
         resolve_config(env, seed=seeds[0], **as_overrides({**settings, **combo}))
     out = Path(out)
-    trials = [
-        {
-            "setting": _label(combo),
-            "grid": combo,
-            "seed": seed,
-            "run_dir": str(out / _label(combo) / f"seed{seed}"),
-        }
-        for combo in combos
-        for seed in seeds
-    ]
+    trials = _trials(combos, seeds, out)
     ray = init_ray(workers, address)
     task = ray.remote(num_cpus=1, max_retries=0)(run_trial)
     # A user's env module beside the command (`genrl sweep my_env:MyEnv-v0`) must import on the
@@ -168,6 +159,20 @@ def sweep(
             bar.update(1)
             _write(out, env, seeds, grid, settings, trials)
     return SweepResult(out, trials, _write(out, env, seeds, grid, settings, trials))
+
+
+def _trials(combos: list[dict[str, Any]], seeds: list[int], out: Path) -> list[dict[str, Any]]:
+    """One record per (setting, seed), each with its own run folder under ``out``."""
+    return [
+        {
+            "setting": _label(combo),
+            "grid": combo,
+            "seed": seed,
+            "run_dir": str(out / _label(combo) / f"seed{seed}"),
+        }
+        for combo in combos
+        for seed in seeds
+    ]
 
 
 def run_trial(
