@@ -36,6 +36,20 @@ SMALL_MODEL = {
 CARTPOLE_MODEL = {**SMALL_MODEL, "num_mixtures": 1, "termination_weight": 10.0}
 
 
+# One iteration of the loop on CartPole in seconds: for tests of what a run reports, not of learning.
+ONE_QUICK_ITERATION = {
+    "iterations": 1,
+    "initial_steps": 200,
+    "fit_steps": 50,
+    "dream_steps": 1024,
+    "eval_episodes": 2,
+    "n_envs": 16,
+    "horizon": 100,
+    "hidden_dim": 32,
+    "rnn_dim": 32,
+}
+
+
 def pytest_configure(config):
     # Registered here rather than in pyproject.toml; `pytest -m "not slow"` is the quick suite.
     config.addinivalue_line(

@@ -7,6 +7,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from conftest import ONE_QUICK_ITERATION
 from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
@@ -230,15 +231,7 @@ def test_the_loop_reports_the_dreams_disagreement(tmp_path):
         seed=0,
         run_dir=tmp_path / "run",
         progress=False,
-        iterations=1,
-        initial_steps=200,
-        fit_steps=50,
-        dream_steps=1024,
-        eval_episodes=2,
-        n_envs=16,
-        horizon=100,
-        hidden_dim=32,
-        rnn_dim=32,
+        **ONE_QUICK_ITERATION,
         ensemble_size=2,
         dream={"max_disagreement": 0.05},
     )

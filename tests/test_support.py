@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import ONE_QUICK_ITERATION
 
 import genrl
 from genrl import DreamEnv, DreamVecEnv, GenrlError, TrainConfig, WorldModel
@@ -121,15 +122,7 @@ def test_the_loop_reports_dreams_that_left_the_support(tmp_path):
         seed=0,
         run_dir=tmp_path / "run",
         progress=False,
-        iterations=1,
-        initial_steps=200,
-        fit_steps=50,
-        dream_steps=1024,
-        eval_episodes=2,
-        n_envs=16,
-        horizon=100,
-        hidden_dim=32,
-        rnn_dim=32,
+        **ONE_QUICK_ITERATION,
         # A tight limit, so that some dreams leave the support of 200 random steps.
         dream={"support": 0.0},
     )
