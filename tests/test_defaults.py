@@ -46,9 +46,15 @@ def test_loop_settings_come_from_the_env_and_the_agent(env_id, agent, n_envs, ho
     cfg = with_env_defaults(TrainConfig.from_dict({"env_id": env_id}), env)
     assert (cfg.agent, cfg.dream.n_envs, cfg.dream.horizon) == (agent, n_envs, horizon)
     assert (cfg.train.dream_steps, cfg.train.target_return) == (dream_steps, target)
+    assert cfg.dream.temperature == (0.3 if agent == "sac" else 1.0)  # Box actions: 0.3
     # What a caller sets stays as it is.
     given = TrainConfig.from_dict(
-        {"env_id": env_id}, agent="td3" if agent == "sac" else "dqn", n_envs=3, horizon=7, dream_steps=11
+        {"env_id": env_id},
+        agent="td3" if agent == "sac" else "dqn",
+        n_envs=3,
+        horizon=7,
+        dream_steps=11,
+        temperature=0.5,
     )
     kept = with_env_defaults(given.replace(train={"target_return": 1.5}), env)
     assert (kept.dream.n_envs, kept.dream.horizon, kept.train.dream_steps, kept.train.target_return) == (
@@ -57,7 +63,7 @@ def test_loop_settings_come_from_the_env_and_the_agent(env_id, agent, n_envs, ho
         11,
         1.5,
     )
-    assert kept.agent == ("td3" if agent == "sac" else "dqn")
+    assert kept.agent == ("td3" if agent == "sac" else "dqn") and kept.dream.temperature == 0.5
 
 
 class _NoLimit(gym.Env):

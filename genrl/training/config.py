@@ -70,9 +70,7 @@ class DreamSettings:
 
     n_envs: int | None = None  # None: 64 for on-policy agents (PPO, A2C), 8 for off-policy ones
     horizon: int | None = None  # None: the env's time limit (max_episode_steps), else 1000
-    # Below 1: the learned noise overstates a deterministic env's (most benchmarks'). Pendulum
-    # learned at 0.3 and not at 1; CartPole does as well at 0.3 (benchmarks/RESULTS.md).
-    temperature: float = 0.3
+    temperature: float | None = None  # None: 1 for Discrete actions, 0.3 for Box (defaults.py)
     # "initial": real reset states; "any": any recorded state, so states the agent must recover
     # from (near failure) are practised.
     start: str = "any"
@@ -104,7 +102,8 @@ class DreamSettings:
         for name in ("n_envs", "horizon"):
             if getattr(self, name) is not None:
                 set_field(self, name, check_int(getattr(self, name), f"dream {name}", 1))
-        set_field(self, "temperature", check_float(self.temperature, "dream temperature", 0.0))
+        if self.temperature is not None:
+            set_field(self, "temperature", check_float(self.temperature, "dream temperature", 0.0))
         check_choice(self.start, "dream start", ("initial", "any"))
 
     def limits(self) -> dict[str, Any]:
