@@ -207,7 +207,8 @@ class DreamBatch:
         truncated = ((self.t >= self.horizon) | self.left_support) & ~terminated
         self._ended += (terminated | truncated).sum()
         self._left += self.left_support.sum()
-        self._spread += out.disagreement.sum()
+        if self.model.ensemble_size > 1:  # one model's disagreement is 0: no kernel for it
+            self._spread += out.disagreement.sum()
         self._steps += self.n
         return self.observe(out.z), reward, terminated, truncated, out.uncertainty
 

@@ -107,10 +107,13 @@ class DreamVecEnv(VecEnv):
         obs_np = self._numpy(obs)
         done_np = done.cpu().numpy()
         truncated_np = truncated.cpu().numpy()
-        # tolist(): Python floats, fast
-        pairs = zip(
-            uncertainty.cpu().numpy().tolist(), self.dream.disagreement.cpu().numpy().tolist(), strict=True
+        # tolist(): Python floats, fast; one model has nothing to disagree, and no copy to make.
+        spread = (
+            self.dream.disagreement.cpu().numpy().tolist()
+            if self.model.ensemble_size > 1
+            else [0.0] * self.num_envs
         )
+        pairs = zip(uncertainty.cpu().numpy().tolist(), spread, strict=True)
         infos: list[dict[str, Any]] = [{"uncertainty": u, "disagreement": d} for u, d in pairs]
         finished = np.flatnonzero(done_np)
         if len(finished):

@@ -224,13 +224,10 @@ def _model_rollout(
     actions: np.ndarray,
     temperature: float,
     seed: int,
-    disagreement: list | None = None,
-) -> np.ndarray:
-    """Dream open loop from real first observations under real actions: (N, H, D) observations.
-
-    Window i follows ensemble member i mod K, as a dream follows one; each step's disagreement
-    (N, H) is appended to ``disagreement`` when given.
-    """
+) -> tuple[np.ndarray, np.ndarray]:
+    """Dream open loop from real first observations under real actions: (N, H, D) observations
+    and each step's ensemble disagreement (N, H). Window i follows member i mod K, as a dream
+    follows one."""
     generator = torch.Generator(device=model.device).manual_seed(seed)
     n = len(first_obs)
     z = model.encode(
@@ -241,11 +238,9 @@ def _model_rollout(
     act = torch.as_tensor(actions, device=model.device)
     member = torch.arange(n, device=model.device) % model.ensemble_size
     dream = model.unroll(z, model.initial_state(n), act, temperature, generator, member)
-    if disagreement is not None:
-        disagreement.append(dream.disagreement.cpu().numpy())
     # Decoded step by step, as a dream decodes them.
     out = [model.decode(dream.z[:, k]).reshape(n, -1) for k in range(actions.shape[1])]
-    return torch.stack(out, 1).cpu().numpy()
+    return torch.stack(out, 1).cpu().numpy(), dream.disagreement.cpu().numpy()
 
 
 def _open_loop(
@@ -258,9 +253,9 @@ def _open_loop(
     report: EvaluationReport,
 ) -> None:
     obs, actions, valid, _ = _windows(data, horizon, max_windows, np.random.default_rng(seed))
-    spread: list[np.ndarray] = []
+    predicted, spread = _model_rollout(model, obs[:, 0], actions, temperature=0.0, seed=seed)
     predictions = {
-        "model": _model_rollout(model, obs[:, 0], actions, temperature=0.0, seed=seed, disagreement=spread),
+        "model": predicted,
         "repeat last": RepeatLast().rollout(obs[:, 0], actions),
         "linear": LinearDynamics(model.observation_space, model.action_space)
         .fit(baseline_data)
@@ -280,7 +275,7 @@ def _open_loop(
             report.scalars[f"open_loop/{name}/h{k}"] = float(per_dim[k - 1].mean())
     report.scalars["open_loop/model_beats_baselines"] = float(report.beats_baselines())
     if model.ensemble_size > 1:
-        _disagreement(model, spread[0], predictions["model"] - obs[:, 1:], valid, weights, report)
+        _disagreement(model, spread, predicted - obs[:, 1:], valid, weights, report)
     longest = int(np.argmax(valid.sum(1)))  # a window that reaches far, for the example plot
     report.example = {"true": obs[longest], "valid": valid[longest]}
     for name, pred in predictions.items():
@@ -301,7 +296,7 @@ def _disagreement(
     the disagreement with the squared standardised error: near 1, uncertainty says where the
     model is wrong; near 0, it says nothing.
     """
-    curve = (spread[..., None] * weights).sum(0)[:, 0]
+    curve = (spread * weights[..., 0]).sum(0)
     curve[valid.sum(0) == 0] = np.nan
     report.curves["open_loop/disagreement"] = curve
     report.scalars["ensemble/members"] = float(model.ensemble_size)
@@ -324,7 +319,7 @@ def _critic(
         if len(np.unique(episode)) < 2:
             report.scalars[f"critic/{name}_accuracy"] = float("nan")
             continue
-        dreamed = _model_rollout(model, obs[:, 0], actions, temperature=1.0, seed=seed)
+        dreamed = _model_rollout(model, obs[:, 0], actions, temperature=1.0, seed=seed)[0]
         a = codec.encode(torch.as_tensor(actions).flatten(0, 1)).reshape(len(obs), -1).numpy()
         real_clips = _clip_features(model, obs[:, 0], obs[:, 1:], a)
         dream_clips = _clip_features(model, obs[:, 0], dreamed, a)
