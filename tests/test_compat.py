@@ -102,7 +102,8 @@ def test_an_old_run_loads_and_resumes_as_it_did(fixtures, tmp_path):
         "eval_steps",
     )
     assert [{k: r[k] for k in keys} for r in resumed.history] == [{k: r[k] for k in keys} for r in expected]
-    assert resumed.history[1]["world_model_val"] == expected[1]["world_model_val"]
+    # Equal to float32 rounding: another CPU's vector units may sum the same losses in another order.
+    assert resumed.history[1]["world_model_val"] == pytest.approx(expected[1]["world_model_val"], rel=1e-5)
 
 
 def test_a_file_of_an_unknown_version_names_it(tmp_path):

@@ -380,6 +380,31 @@ def test_identity_encoder_keeps_the_observation(cartpole_dataset, small_config, 
         assert torch.equal(a, b), name
 
 
+def test_vector_state_gets_markov_dynamics_by_default(cartpole_dataset, tmp_path):
+    obs_space, act_space = cartpole_dataset.observation_space, cartpole_dataset.action_space
+    model = WorldModel(obs_space, act_space, hidden_dim=16, steps=40, batch_size=8, seq_len=8, seed=0)
+    assert (model.config.encoder, model.config.rnn_dim) == ("identity", 0)
+    assert not any(".rnn" in name for name in model.state_dict())  # no GRU at all
+    assert WorldModel(obs_space, act_space, encoder="vae", hidden_dim=16).config.rnn_dim == 128
+    before = model.fit(cartpole_dataset, steps=0, progress=False)
+    after = model.fit(cartpole_dataset, progress=False)
+    assert after["dynamics_nll"] < before["dynamics_nll"]
+    # Markov: a transition's prediction is the same whatever history came before it.
+    ep = cartpole_dataset.episodes[3]
+    obs, act = torch.as_tensor(ep.obs), torch.as_tensor(ep.action)
+    whole = model.predict_sequence(obs[None], act[None])
+    tail = model.predict_sequence(obs[None, 5:], act[None, 5:])
+    assert whole.h.shape == (1, 0)
+    torch.testing.assert_close(whole.nll[0, 5:], tail.nll[0])
+    torch.testing.assert_close(whole.termination_logit[0, 5:], tail.termination_logit[0])
+    loaded = _copy_model(model, tmp_path)
+    assert loaded.config == model.config
+    z = model.encode(obs[:-1])
+    a, b = (m.step(z, m.initial_state(len(z)), act, temperature=0.0) for m in (model, loaded))
+    assert a.h.shape == (len(z), 0)
+    assert torch.equal(a.z, b.z) and torch.equal(a.reward, b.reward)
+
+
 def test_cosine_schedule_anneals_each_fit(pendulum_dataset, small_config):
     model = WorldModel(
         pendulum_dataset.observation_space,
@@ -441,8 +466,11 @@ def test_sizes_and_fit_settings_are_two_groups(cartpole_dataset):
     with pytest.raises(dataclasses.FrozenInstanceError):
         flat.config.hidden_dim = 3
     positive = r"expected an integer >= 1 \(int64\), got 0$"
-    with pytest.raises(GenrlError, match="^world model setting rnn_dim: " + positive):
-        WorldModelConfig(rnn_dim=0)
+    with pytest.raises(GenrlError, match="^world model setting hidden_dim: " + positive):
+        WorldModelConfig(hidden_dim=0)
+    zero_or_more = r"expected an integer >= 0 \(int64\), got -1$"
+    with pytest.raises(GenrlError, match="^world model setting rnn_dim: " + zero_or_more):
+        WorldModelConfig(rnn_dim=-1)
     with pytest.raises(GenrlError, match="^fit setting batch_size: " + positive):
         FitConfig(batch_size=0)
     # The dynamics' tensors live under dynamics.

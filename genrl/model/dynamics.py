@@ -6,6 +6,10 @@ For a batch, with ``a`` the action as a vector (one-hot or scaled to [-1, 1])::
     p(z_{t+1})    = sum_k pi_k N(z_t + mu_k, sigma_k)        mixture from (h_{t+1}, a_t[, z_t])
     r_t, done_t   = heads(h_{t+1}, a_t, z_{t+1})
 
+With ``rnn_dim=0`` there is no GRU and ``h`` has width 0: Markov dynamics, as in PETS and MBPO,
+for a state that is all there is to know (most vector observations). Teacher-forced training is
+then one batched MLP call instead of a recurrence over the window.
+
 With ``precise=True`` (an exact encoder, whose latent is the state) every component's step also
 adds a linear map of ``[z_t, a_t]`` (the linear core, set by least squares on the first fit),
 and the mixture sees ``z_t`` itself, not only the GRU's summary of it: the network's correction
@@ -30,8 +34,10 @@ class LatentDynamics(nn.Module):
         super().__init__()
         c = config
         self.precise = precise
-        self.rnn_in = nn.Sequential(nn.Linear(latent_dim + action_dim, c.rnn_dim), nn.SiLU())
-        self.rnn = nn.GRU(c.rnn_dim, c.rnn_dim, batch_first=True)
+        self.rnn_dim = c.rnn_dim
+        if c.rnn_dim:
+            self.rnn_in = nn.Sequential(nn.Linear(latent_dim + action_dim, c.rnn_dim), nn.SiLU())
+            self.rnn = nn.GRU(c.rnn_dim, c.rnn_dim, batch_first=True)
         # The heads see the action directly, not only through the GRU: otherwise a mixture can
         # explain the action's effect away as two equally likely outcomes.
         head_in = c.rnn_dim + action_dim
@@ -43,6 +49,8 @@ class LatentDynamics(nn.Module):
 
     def cell(self, z: torch.Tensor, h: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
         """One recurrent step for a batch: h_{t+1}, with the fused GRU cell (no nn.GRU call overhead)."""
+        if not self.rnn_dim:
+            return h
         x, rnn = self.rnn_in(torch.cat([z, a], dim=-1)), self.rnn
         return torch.gru_cell(x, h, rnn.weight_ih_l0, rnn.weight_hh_l0, rnn.bias_ih_l0, rnn.bias_hh_l0)
 
@@ -50,6 +58,8 @@ class LatentDynamics(nn.Module):
         self, z: torch.Tensor, a: torch.Tensor, h0: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, ...]:
         """Teacher-forced recurrence over sequences z (B, T, D), a (B, T, A): h (B, T, H) and the last h."""
+        if not self.rnn_dim:
+            return z.new_zeros(*z.shape[:-1], 0), z.new_zeros(z.shape[0], 0)
         x = self.rnn_in(torch.cat([z, a], -1))
         out, h_last = self.rnn(x) if h0 is None else self.rnn(x, h0.unsqueeze(0).contiguous())
         return out, h_last.squeeze(0)

@@ -63,13 +63,15 @@ class MLPDecoder(nn.Module):
 
 
 def resolve(config: WorldModelConfig, obs_shape: tuple[int, ...]) -> WorldModelConfig:
-    """``config`` with ``encoder="auto"`` and ``num_mixtures=None`` chosen for ``obs_shape``."""
+    """``config`` with ``encoder="auto"``, ``num_mixtures`` and ``rnn_dim`` None chosen for ``obs_shape``."""
     encoder = config.encoder
     if encoder == "auto":
         vector = len(obs_shape) == 1 and config.latent_dim in (None, int(np.prod(obs_shape)))
         encoder = "identity" if vector else "vae"
-    mixtures = config.num_mixtures or (1 if encoder == "identity" else 5)
-    return dataclasses.replace(config, encoder=encoder, num_mixtures=mixtures)
+    exact = encoder == "identity"
+    mixtures = config.num_mixtures or (1 if exact else 5)
+    rnn_dim = config.rnn_dim if config.rnn_dim is not None else (0 if exact else 128)
+    return dataclasses.replace(config, encoder=encoder, num_mixtures=mixtures, rnn_dim=rnn_dim)
 
 
 def latent_size(config: WorldModelConfig, obs_shape: tuple[int, ...]) -> int:

@@ -187,7 +187,7 @@ class WorldModel(nn.Module):
         random (per step). With one member it is ignored.
         """
         a = self.actions.encode(action)
-        hs = h.unflatten(-1, (self.ensemble_size, -1))
+        hs = h.unflatten(-1, (self.ensemble_size, self.config.rnn_dim))
         h_next = torch.stack([dyn.cell(z, hs[:, k], a) for k, dyn in enumerate(self.dynamics)], 1)
         mixtures = [dyn.mixture(h_next[:, k], z, a) for k, dyn in enumerate(self.dynamics)]
         rows = torch.arange(len(z), device=z.device)
@@ -253,7 +253,9 @@ class WorldModel(nn.Module):
         batch, steps = actions.shape[:2]
         z = self.encode(obs.reshape(batch * (steps + 1), *obs.shape[2:])).reshape(batch, steps + 1, -1)
         a = self.actions.encode(actions.reshape(batch * steps, *actions.shape[2:])).reshape(batch, steps, -1)
-        hs = (self.initial_state(batch) if h is None else h).unflatten(-1, (self.ensemble_size, -1))
+        hs = (self.initial_state(batch) if h is None else h).unflatten(
+            -1, (self.ensemble_size, self.config.rnn_dim)
+        )
         nll, reward, termination, last = [], [], [], []
         for k, dyn in enumerate(self.dynamics):
             out, h_last = dyn.recur(z[:, :-1], a, hs[:, k])
