@@ -5,13 +5,21 @@ import torch
 from gymnasium import spaces
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
+from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
-from stable_baselines3.common.utils import LinearSchedule
 from stable_baselines3.common.vec_env import VecMonitor
 
 import genrl
 from genrl import DreamVecEnv, FitConfig, GenrlError, TrainConfig, WorldModel, WorldModelConfig
-from genrl.training.agents import ALGORITHMS, agent_preset, load_policy, make_agent, save_policy
+from genrl.training.agents import (
+    ALGORITHMS,
+    LinearPerLearn,
+    agent_preset,
+    load_policy,
+    make_agent,
+    restart_schedules,
+    save_policy,
+)
 from genrl.training.presets import available, find_env_preset, load_preset, preset_dirs
 
 CONTINUOUS_ONLY = {"sac", "td3", "ddpg"}
@@ -90,9 +98,25 @@ def test_linear_schedule_strings(request):
         _dream_for("ppo", request),
         seed=0,
     )
-    assert isinstance(agent.learning_rate, LinearSchedule)
+    assert isinstance(agent.learning_rate, LinearPerLearn)
     assert agent.lr_schedule(1.0) == pytest.approx(0.01)
     assert agent.lr_schedule(0.0) == pytest.approx(0.0)
+    # A loop's agent keeps its step count across learn() calls; each call anneals from the start
+    # again, where SB3's progress alone would begin the second call at 100 / (N + 100) of it.
+    agent.learn(200)
+    restart_schedules(agent, 100)
+    rates = []
+
+    class Record(BaseCallback):
+        def _on_rollout_start(self) -> None:  # the rate the update before this rollout used
+            rates.append(self.model.policy.optimizer.param_groups[0]["lr"])
+
+        def _on_step(self) -> bool:
+            return True
+
+    agent.learn(100, reset_num_timesteps=False, callback=Record())
+    first = 1 - agent.n_steps * agent.n_envs / 100  # the call's progress after its first rollout
+    assert rates[1] == pytest.approx(0.01 * first)  # SB3 alone: 0.01 * first * 100 / (N + 100)
 
 
 def test_overrides_win_over_preset(request):

@@ -72,6 +72,41 @@ def test_a_dream_off_the_data_is_truncated_not_terminated(precise, pendulum_data
     assert not real.left_support.any()
 
 
+def test_a_pessimistic_dream_halts_off_the_data_with_the_worst_supported_return(precise):
+    starts = _far_starts(precise, 4)
+    dreams = DreamBatch(precise, 4, starts=starts, horizon=100, seed=0, off_support="terminate", gamma=0.9)
+    dreams.reset()
+    _, reward, terminated, truncated, _ = dreams.step(_push(4))
+    assert dreams.left_support.all() and terminated.all() and not truncated.any()
+    # Pendulum's rewards are all negative: the halt pays the lowest of them for ever after.
+    low = float(precise.reward_low)
+    assert low < 0 and torch.allclose(reward, torch.full((4,), low / (1 - 0.9)))
+    # DreamVecEnv passes it on, at the discount of SB3's default (0.99).
+    vec = DreamVecEnv(precise, 2, starts=starts, seed=0, off_support="terminate")
+    vec.reset()
+    _, rewards, dones, infos = vec.step(np.zeros((2, 1), dtype=np.float32))
+    assert dones.all() and not any(info["TimeLimit.truncated"] for info in infos)
+    assert all(info["left_support"] for info in infos) and np.allclose(rewards, low / (1 - 0.99))
+    with pytest.raises(GenrlError, match="^off_support: expected one of"):
+        DreamBatch(precise, 1, starts=starts, off_support="stop")
+
+
+def test_cartpoles_halt_earns_nothing_more(cartpole_model):
+    # All of CartPole's rewards are +1 and its episodes end: the worst supported future is 0.
+    starts = _far_starts(cartpole_model, 3)
+    dreams = DreamBatch(cartpole_model, 3, starts=starts, seed=0, off_support="terminate")
+    dreams.reset()
+    _, reward, terminated, _, _ = dreams.step(torch.ones(3, dtype=torch.long))
+    assert terminated.all() and torch.all(reward == 0.0)
+
+
+def test_the_loop_halts_training_dreams_and_truncates_evaluation_ones():
+    cfg = TrainConfig.from_dict({"env_id": "CartPole-v1"})
+    assert cfg.dream.off_support == "terminate" and "off_support" not in cfg.dream.limits()
+    with pytest.raises(GenrlError, match="^dream off_support: expected one of"):
+        TrainConfig.from_dict({"env_id": "CartPole-v1"}, dream={"off_support": "halt"})
+
+
 def test_both_envs_say_why_a_dream_was_truncated(precise):
     starts = _far_starts(precise, 2)
     vec = DreamVecEnv(precise, 2, starts=starts, seed=0)

@@ -71,6 +71,12 @@ class DreamBatch:
         seeks what the model does not know yet (optimism, as in Plan2Explore); 0 by default
     :param member: with an ensemble, ``"episode"`` follows one member per dream, drawn at each
         reset (PETS' TS-inf), ``"step"`` draws one per step (TS-1)
+    :param off_support: what leaving the support does: ``"truncate"`` (the agent bootstraps from
+        its own value of the state it reached) or ``"terminate"``: the dream halts and that step
+        pays ``min(lowest real reward, 0) / (1 - gamma)``, the worst return the data supports (a
+        pessimistic MDP, as in MOReL), so that an agent cannot gain by leaving the data where its
+        value function extrapolates
+    :param gamma: the agent's discount, for the halt's reward
 
     ``left_support`` holds, after each step, which dreams were truncated for leaving the support;
     ``disagreement`` each dream's last disagreement; ``episodes_ended`` and
@@ -95,7 +101,11 @@ class DreamBatch:
         max_disagreement: float | None = None,
         exploration_bonus: float = 0.0,
         member: MemberMode = "episode",
+        off_support: str = "truncate",
+        gamma: float = 0.99,
     ):
+        self.off_support = check_choice(off_support, "off_support", ("truncate", "terminate"))
+        self.gamma = check_float(gamma, "gamma", 0.0)
         self.support = None if support is None else check_float(support, "support", 0.0)
         self.max_disagreement = (
             None if max_disagreement is None else check_float(max_disagreement, "max_disagreement", 0.0)
@@ -124,17 +134,20 @@ class DreamBatch:
         self.left_support = torch.zeros(self.n, dtype=torch.bool, device=device)
         self.disagreement = torch.zeros(self.n, device=device)
         self.member = torch.zeros(self.n, dtype=torch.long, device=device)
-        # Tensors, so counting never waits for the device.
-        self._ended = torch.zeros((), dtype=torch.long, device=device)
-        self._left = torch.zeros((), dtype=torch.long, device=device)
-        self._spread = torch.zeros((), dtype=torch.float64, device=device)
-        self._steps = 0
+        self._zero_counts()
         self.observation_space = (
             model.observation_space
             if obs_mode == "decoded"
             else spaces.Box(-np.inf, np.inf, (model.config.latent_dim,), np.float32)
         )
         self.action_space = model.action_space
+
+    def _zero_counts(self) -> None:
+        device = self.model.device  # tensors, so counting never waits for the device
+        self._ended = torch.zeros((), dtype=torch.long, device=device)
+        self._left = torch.zeros((), dtype=torch.long, device=device)
+        self._spread = torch.zeros((), dtype=torch.float64, device=device)
+        self._steps = 0
 
     def seed(self, seed: int | None) -> None:
         """Seed the dreams' own generator; ``None`` draws fresh entropy from the OS.
@@ -204,6 +217,12 @@ class DreamBatch:
         # Off the data the termination head extrapolates as much as the rest: there the dream
         # is truncated, not ended, and the agent bootstraps.
         terminated = out.terminated & ~self.left_support
+        if self.off_support == "terminate":
+            # A pessimistic MDP (MOReL): leaving the data halts the dream, and the halt pays the
+            # worst return the data supports, so the agent never gains by leaving it.
+            halt = min(float(self.model.reward_low), 0.0) / max(1.0 - self.gamma, 1e-3)
+            reward = torch.where(self.left_support, torch.full_like(reward, halt), reward)
+            terminated = terminated | self.left_support
         truncated = ((self.t >= self.horizon) | self.left_support) & ~terminated
         self._ended += (terminated | truncated).sum()
         self._left += self.left_support.sum()

@@ -43,7 +43,9 @@ class DreamEnv(gym.Env):
         many of its standard deviations (None: never); ``clip_reward`` clips learned rewards to
         the real rewards' range; with an ensemble, ``max_disagreement`` truncates where the
         members disagree more, ``exploration_bonus`` rewards their disagreement and ``member``
-        picks how dreams follow members (see :class:`~genrl.dream.batch.DreamBatch`)
+        picks how dreams follow members; ``off_support="terminate"`` halts a dream that leaves the
+        support with the worst return the data supports under discount ``gamma`` (see
+        :class:`~genrl.dream.batch.DreamBatch`)
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 30}
@@ -66,6 +68,8 @@ class DreamEnv(gym.Env):
         max_disagreement: float | None = None,
         exploration_bonus: float = 0.0,
         member: MemberMode = "episode",
+        off_support: str = "truncate",
+        gamma: float = 0.99,
     ):
         self.render_mode = check_choice(render_mode, "render_mode", (None, "rgb_array"))
         given = {"horizon": horizon, "obs_mode": obs_mode, "temperature": temperature}
@@ -83,6 +87,8 @@ class DreamEnv(gym.Env):
             max_disagreement=max_disagreement,
             exploration_bonus=exploration_bonus,
             member=member,
+            off_support=off_support,
+            gamma=gamma,
             **source.settings,
         )
         self.observation_space = self.dream.observation_space

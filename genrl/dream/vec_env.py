@@ -59,6 +59,8 @@ class DreamVecEnv(VecEnv):
         max_disagreement: float | None = None,
         exploration_bonus: float = 0.0,
         member: MemberMode = "episode",
+        off_support: str = "truncate",
+        gamma: float = 0.99,
     ):
         given = {"horizon": horizon, "obs_mode": obs_mode, "temperature": temperature}
         source = open_dream(model, device, dataset, **given, starts=starts, reward=reward)
@@ -74,6 +76,8 @@ class DreamVecEnv(VecEnv):
             max_disagreement=max_disagreement,
             exploration_bonus=exploration_bonus,
             member=member,
+            off_support=off_support,
+            gamma=gamma,
             **source.settings,
         )
         self.render_mode = "rgb_array"  # read by VecEnv.__init__ through get_attr

@@ -15,7 +15,7 @@ from safetensors.torch import load_file, save_file
 from stable_baselines3 import A2C, DDPG, DQN, PPO, SAC, TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.noise import NormalActionNoise
-from stable_baselines3.common.utils import LinearSchedule
+from stable_baselines3.common.utils import FloatSchedule
 from stable_baselines3.common.vec_env import VecEnv
 from torch import nn
 
@@ -52,7 +52,8 @@ def agent_preset(agent: str | dict[str, Any]) -> dict[str, Any]:
 def make_agent(
     preset: dict[str, Any], env: VecEnv, seed: int | None = None, **overrides: Any
 ) -> BaseAlgorithm:
-    """Build the preset's SB3 algorithm on ``env``; ``lin_X`` values become linear schedules from X to 0."""
+    """Build the preset's SB3 algorithm on ``env``; ``lin_X`` values become linear schedules from X
+    to 0 over each ``learn()`` call (:class:`LinearPerLearn`)."""
     preset = agent_preset(preset)
     cls = ALGORITHMS[preset["algorithm"]]
     kwargs = {k: _schedule(v) for k, v in {**preset.get("hyperparameters", {}), **overrides}.items()}
@@ -66,9 +67,38 @@ def make_agent(
         raise GenrlError(f"cannot build {cls.__name__} from preset: {exc}") from None
 
 
+class LinearPerLearn:
+    """From ``start`` to 0 over each ``learn()`` call, however many steps the agent took before.
+
+    SB3's progress spans every ``learn()`` of an agent that keeps its step count
+    (``reset_num_timesteps=False``, as the loop's does), so its own linear schedule would give
+    iteration k a rate falling from start / (k + 1): later iterations would hardly learn.
+    :func:`restart_schedules` rebases it before each call.
+    """
+
+    def __init__(self, start: float):
+        self.start = start
+        self.remaining_at_start = 1.0  # SB3's progress_remaining when the current learn() began
+
+    def __call__(self, progress_remaining: float) -> float:
+        return self.start * max(0.0, min(1.0, progress_remaining / self.remaining_at_start))
+
+    def __repr__(self) -> str:
+        return f"LinearPerLearn({self.start})"
+
+
+def restart_schedules(agent: BaseAlgorithm, steps: int) -> None:
+    """Rebase the agent's ``lin_X`` schedules so the next ``learn(steps)`` runs each from X to 0."""
+    remaining = steps / (agent.num_timesteps + steps) if steps > 0 else 1.0
+    for value in vars(agent).values():
+        inner = value.value_schedule if isinstance(value, FloatSchedule) else value
+        if isinstance(inner, LinearPerLearn):
+            inner.remaining_at_start = remaining
+
+
 def _schedule(value: Any) -> Any:
     if isinstance(value, str) and value.startswith("lin_"):
-        return LinearSchedule(float(value[4:]), 0.0, 1.0)
+        return LinearPerLearn(float(value[4:]))
     return value
 
 

@@ -25,8 +25,8 @@ from genrl.model.config import BEFORE_V3_FIT, BEFORE_V3_MODEL, FitConfig, WorldM
 from genrl.util.checks import check_choice, check_float, check_int, describe, from_mapping, set_field
 
 FORMAT = "genrl.train_config"
-VERSION = 3  # 0.1.0 wrote a flat config.json with no format field: version 1
-READS = (1, 2, 3)
+VERSION = 4  # 0.1.0 wrote a flat config.json with no format field: version 1
+READS = (1, 2, 3, 4)
 
 
 @dataclass(frozen=True)
@@ -79,6 +79,11 @@ class DreamSettings:
     # the model extrapolates, and an agent learns to exploit it.
     support: float | None = 3.0
     clip_reward: bool = True
+    # What leaving the support does to a training dream: "terminate" halts it with the worst
+    # return the data supports (a pessimistic MDP, as in MOReL); "truncate" lets the agent
+    # bootstrap from its value there, which extrapolates: agents learned to leave the data for
+    # it (CartPole seed 3 in benchmarks/RESULTS.md). Evaluation dreams always truncate.
+    off_support: str = "terminate"
     # With an ensemble (world_model.ensemble_size > 1): truncate where its members disagree by
     # more than this (None: never), add exploration_bonus x disagreement to the training dreams'
     # rewards (never to the evaluation's), and follow one member per dream or draw one per step.
@@ -97,6 +102,7 @@ class DreamSettings:
             self, "exploration_bonus", check_float(self.exploration_bonus, "dream exploration_bonus", 0.0)
         )
         check_choice(self.member, "dream member", ("episode", "step"))
+        check_choice(self.off_support, "dream off_support", ("truncate", "terminate"))
         if not isinstance(self.clip_reward, bool):
             raise GenrlError(f"dream clip_reward: expected true or false, got {describe(self.clip_reward)}")
         for name in ("n_envs", "horizon"):
@@ -188,9 +194,12 @@ class TrainConfig:
         if "id" in data:
             data["env_id"] = data.pop("id")
         sections = route(data)
-        if version < 3:
-            for key, value in BEFORE_V3.items():
-                sections[key] = {**value, **sections[key]} if key in SECTIONS else sections.get(key, value)
+        for before, defaults in ((3, BEFORE_V3), (4, BEFORE_V4)):
+            if version < before:
+                for key, value in defaults.items():
+                    sections[key] = (
+                        {**value, **sections[key]} if key in SECTIONS else sections.get(key, value)
+                    )
         for key, value in route({k: v for k, v in overrides.items() if v is not None}).items():
             sections[key] = {**sections[key], **value} if key in SECTIONS else value
         if not sections.get("env_id"):
@@ -232,6 +241,10 @@ BEFORE_V3: dict[str, Any] = {
     },
     "train": {"iterations": 5, "dream_steps": 50_000, "target_return": None},
 }
+
+
+# The defaults of run config version 3 that version 4 changed.
+BEFORE_V4: dict[str, Any] = {"world_model": {"rnn_dim": 128}, "dream": {"off_support": "truncate"}}
 
 
 def route(flat: dict[str, Any]) -> dict[str, Any]:

@@ -38,7 +38,7 @@ from genrl.dream.vec_env import DreamVecEnv
 from genrl.errors import GenrlError
 from genrl.guidance.planner import Planner
 from genrl.model.world_model import WorldModel
-from genrl.training.agents import agent_preset, make_agent, save_policy
+from genrl.training.agents import agent_preset, make_agent, restart_schedules, save_policy
 from genrl.training.checkpoint import Checkpoint, CheckpointStore, Phase
 from genrl.training.config import TrainConfig, resolve_config
 from genrl.training.defaults import with_env_defaults
@@ -220,6 +220,8 @@ class _Loop:
             start=d.start,
             seed=cfg.seed,
             exploration_bonus=d.exploration_bonus,
+            off_support=d.off_support,
+            gamma=agent_preset(cfg.agent).get("hyperparameters", {}).get("gamma", 0.99),  # SB3's default
             **d.limits(),
         )
         self.dreams = dream.dream
@@ -344,6 +346,7 @@ def train_phase(loop: _Loop) -> None:
         dreams.disagreement_sum,
         dreams.steps_taken,
     )
+    restart_schedules(loop.agent, loop.cfg.train.dream_steps)
     loop.agent.learn(loop.cfg.train.dream_steps, reset_num_timesteps=False, progress_bar=loop.progress)
     loop.dream_episodes = {
         "dream_episodes": dreams.episodes_ended - ended,
