@@ -90,7 +90,7 @@ def test_a_config_of_an_earlier_version_keeps_the_defaults_it_was_written_with()
     # Version 3 truncated dreams that left the support and had a GRU of 128 for vector state.
     v3 = TrainConfig.from_dict({"env_id": "CartPole-v1"}, version=3)
     assert (v3.dream.off_support, v3.world_model.rnn_dim) == ("truncate", 128)
-    assert (new.dream.off_support, new.world_model.rnn_dim) == ("terminate", None)
+    assert (new.dream.off_support, new.world_model.rnn_dim) == ("auto", None)
 
 
 @pytest.mark.slow

@@ -11,6 +11,7 @@ from conftest import ONE_QUICK_ITERATION
 import genrl
 from genrl import DreamEnv, DreamVecEnv, GenrlError, TrainConfig, WorldModel
 from genrl.dream.batch import DreamBatch
+from genrl.training.defaults import off_support
 
 
 @pytest.fixture(scope="module")
@@ -72,37 +73,32 @@ def test_a_dream_off_the_data_is_truncated_not_terminated(precise, pendulum_data
     assert not real.left_support.any()
 
 
-def test_a_pessimistic_dream_halts_off_the_data_with_the_worst_supported_return(precise):
+def test_a_dream_can_end_where_it_leaves_the_data(precise):
     starts = _far_starts(precise, 4)
-    dreams = DreamBatch(precise, 4, starts=starts, horizon=100, seed=0, off_support="terminate", gamma=0.9)
+    dreams = DreamBatch(precise, 4, starts=starts, horizon=100, seed=0, off_support="terminate")
     dreams.reset()
-    _, reward, terminated, truncated, _ = dreams.step(_push(4))
+    _, _, terminated, truncated, _ = dreams.step(_push(4))
     assert dreams.left_support.all() and terminated.all() and not truncated.any()
-    # Pendulum's rewards are all negative: the halt pays the lowest of them for ever after.
-    low = float(precise.reward_low)
-    assert low < 0 and torch.allclose(reward, torch.full((4,), low / (1 - 0.9)))
-    # DreamVecEnv passes it on, at the discount of SB3's default (0.99).
+    assert (dreams.episodes_ended, dreams.episodes_left_support) == (4, 4)
     vec = DreamVecEnv(precise, 2, starts=starts, seed=0, off_support="terminate")
     vec.reset()
-    _, rewards, dones, infos = vec.step(np.zeros((2, 1), dtype=np.float32))
+    _, _, dones, infos = vec.step(np.zeros((2, 1), dtype=np.float32))
     assert dones.all() and not any(info["TimeLimit.truncated"] for info in infos)
-    assert all(info["left_support"] for info in infos) and np.allclose(rewards, low / (1 - 0.99))
+    assert all(info["left_support"] for info in infos)
+    env = DreamEnv(precise, starts=starts, off_support="terminate")
+    env.reset(seed=0)
+    _, _, terminated, truncated, info = env.step(np.zeros(1, np.float32))
+    assert terminated and not truncated and info["left_support"] is True
     with pytest.raises(GenrlError, match="^off_support: expected one of"):
         DreamBatch(precise, 1, starts=starts, off_support="stop")
 
 
-def test_cartpoles_halt_earns_nothing_more(cartpole_model):
-    # All of CartPole's rewards are +1 and its episodes end: the worst supported future is 0.
-    starts = _far_starts(cartpole_model, 3)
-    dreams = DreamBatch(cartpole_model, 3, starts=starts, seed=0, off_support="terminate")
-    dreams.reset()
-    _, reward, terminated, _, _ = dreams.step(torch.ones(3, dtype=torch.long))
-    assert terminated.all() and torch.all(reward == 0.0)
-
-
-def test_the_loop_halts_training_dreams_and_truncates_evaluation_ones():
+def test_the_loop_ends_dreams_off_the_data_where_real_episodes_end(cartpole_dataset, pendulum_dataset):
     cfg = TrainConfig.from_dict({"env_id": "CartPole-v1"})
-    assert cfg.dream.off_support == "terminate" and "off_support" not in cfg.dream.limits()
+    assert cfg.dream.off_support == "auto" and "off_support" not in cfg.dream.limits()
+    assert off_support("auto", cartpole_dataset) == "terminate"  # CartPole's episodes end
+    assert off_support("auto", pendulum_dataset) == "truncate"  # Pendulum's never do
+    assert off_support("truncate", cartpole_dataset) == "truncate"
     with pytest.raises(GenrlError, match="^dream off_support: expected one of"):
         TrainConfig.from_dict({"env_id": "CartPole-v1"}, dream={"off_support": "halt"})
 
@@ -121,7 +117,7 @@ def test_both_envs_say_why_a_dream_was_truncated(precise):
     env = DreamEnv(precise, starts=starts, support=None)
     env.reset(seed=0)
     _, _, terminated, truncated, info = env.step(np.zeros(1, np.float32))
-    assert not truncated and "left_support" not in info
+    assert not truncated and not info.get("left_support", False)
 
 
 def test_learned_rewards_stay_within_the_real_range(cartpole_model, cartpole_dataset, tmp_path):

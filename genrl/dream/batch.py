@@ -72,11 +72,9 @@ class DreamBatch:
     :param member: with an ensemble, ``"episode"`` follows one member per dream, drawn at each
         reset (PETS' TS-inf), ``"step"`` draws one per step (TS-1)
     :param off_support: what leaving the support does: ``"truncate"`` (the agent bootstraps from
-        its own value of the state it reached) or ``"terminate"``: the dream halts and that step
-        pays ``min(lowest real reward, 0) / (1 - gamma)``, the worst return the data supports (a
-        pessimistic MDP, as in MOReL), so that an agent cannot gain by leaving the data where its
-        value function extrapolates
-    :param gamma: the agent's discount, for the halt's reward
+        its own value of the state it reached, which extrapolates as the model does) or
+        ``"terminate"``: the dream ends there as a real episode ends, with nothing after it (a
+        halting state, as in MOReL's pessimistic MDP), so an agent gains nothing by leaving
 
     ``left_support`` holds, after each step, which dreams were truncated for leaving the support;
     ``disagreement`` each dream's last disagreement; ``episodes_ended`` and
@@ -102,10 +100,8 @@ class DreamBatch:
         exploration_bonus: float = 0.0,
         member: MemberMode = "episode",
         off_support: str = "truncate",
-        gamma: float = 0.99,
     ):
         self.off_support = check_choice(off_support, "off_support", ("truncate", "terminate"))
-        self.gamma = check_float(gamma, "gamma", 0.0)
         self.support = None if support is None else check_float(support, "support", 0.0)
         self.max_disagreement = (
             None if max_disagreement is None else check_float(max_disagreement, "max_disagreement", 0.0)
@@ -218,10 +214,6 @@ class DreamBatch:
         # is truncated, not ended, and the agent bootstraps.
         terminated = out.terminated & ~self.left_support
         if self.off_support == "terminate":
-            # A pessimistic MDP (MOReL): leaving the data halts the dream, and the halt pays the
-            # worst return the data supports, so the agent never gains by leaving it.
-            halt = min(float(self.model.reward_low), 0.0) / max(1.0 - self.gamma, 1e-3)
-            reward = torch.where(self.left_support, torch.full_like(reward, halt), reward)
             terminated = terminated | self.left_support
         truncated = ((self.t >= self.horizon) | self.left_support) & ~terminated
         self._ended += (terminated | truncated).sum()

@@ -22,9 +22,11 @@ class DreamEnv(gym.Env):
     """One imagined episode at a time, with the real env's action space.
 
     With ``obs_mode="decoded"`` observations live in the real env's observation space, so a policy
-    moves between dream and reality unchanged. Hitting ``horizon`` truncates; only the model's
-    termination head terminates. ``info["uncertainty"]`` is the predictive std of the step,
-    ``info["disagreement"]`` the spread of an ensemble's members (0 for one model).
+    moves between dream and reality unchanged. Hitting ``horizon`` truncates; the model's
+    termination head terminates, and so does leaving the support with ``off_support="terminate"``
+    (an episode that ends says in ``info["left_support"]`` whether it left).
+    ``info["uncertainty"]`` is the predictive std of the step, ``info["disagreement"]`` the spread
+    of an ensemble's members (0 for one model).
 
     ``reset(options={"initial_obs": obs})`` starts from a given real observation instead of a
     sampled start state.
@@ -43,8 +45,8 @@ class DreamEnv(gym.Env):
         many of its standard deviations (None: never); ``clip_reward`` clips learned rewards to
         the real rewards' range; with an ensemble, ``max_disagreement`` truncates where the
         members disagree more, ``exploration_bonus`` rewards their disagreement and ``member``
-        picks how dreams follow members; ``off_support="terminate"`` halts a dream that leaves the
-        support with the worst return the data supports under discount ``gamma`` (see
+        picks how dreams follow members; ``off_support="terminate"`` ends a dream that leaves the
+        support instead of truncating it (see
         :class:`~genrl.dream.batch.DreamBatch`)
     """
 
@@ -69,7 +71,6 @@ class DreamEnv(gym.Env):
         exploration_bonus: float = 0.0,
         member: MemberMode = "episode",
         off_support: str = "truncate",
-        gamma: float = 0.99,
     ):
         self.render_mode = check_choice(render_mode, "render_mode", (None, "rgb_array"))
         given = {"horizon": horizon, "obs_mode": obs_mode, "temperature": temperature}
@@ -88,7 +89,6 @@ class DreamEnv(gym.Env):
             exploration_bonus=exploration_bonus,
             member=member,
             off_support=off_support,
-            gamma=gamma,
             **source.settings,
         )
         self.observation_space = self.dream.observation_space
@@ -113,7 +113,7 @@ class DreamEnv(gym.Env):
         obs, reward, terminated, truncated, uncertainty = self.dream.step(torch.as_tensor(action[None]))
         self._obs = self._to_numpy(obs[0])
         info = {"uncertainty": float(uncertainty[0]), "disagreement": float(self.dream.disagreement[0])}
-        if truncated[0]:
+        if truncated[0] or terminated[0]:
             info["left_support"] = bool(self.dream.left_support[0])
         return self._obs, float(reward[0]), bool(terminated[0]), bool(truncated[0]), info
 

@@ -60,7 +60,6 @@ class DreamVecEnv(VecEnv):
         exploration_bonus: float = 0.0,
         member: MemberMode = "episode",
         off_support: str = "truncate",
-        gamma: float = 0.99,
     ):
         given = {"horizon": horizon, "obs_mode": obs_mode, "temperature": temperature}
         source = open_dream(model, device, dataset, **given, starts=starts, reward=reward)
@@ -77,7 +76,6 @@ class DreamVecEnv(VecEnv):
             exploration_bonus=exploration_bonus,
             member=member,
             off_support=off_support,
-            gamma=gamma,
             **source.settings,
         )
         self.render_mode = "rgb_array"  # read by VecEnv.__init__ through get_attr

@@ -79,11 +79,13 @@ class DreamSettings:
     # the model extrapolates, and an agent learns to exploit it.
     support: float | None = 3.0
     clip_reward: bool = True
-    # What leaving the support does to a training dream: "terminate" halts it with the worst
-    # return the data supports (a pessimistic MDP, as in MOReL); "truncate" lets the agent
-    # bootstrap from its value there, which extrapolates: agents learned to leave the data for
-    # it (CartPole seed 3 in benchmarks/RESULTS.md). Evaluation dreams always truncate.
-    off_support: str = "terminate"
+    # What leaving the support does to a training dream: "terminate" ends it (nothing after it,
+    # as in MOReL's pessimistic MDP), "truncate" lets the agent bootstrap from its value there,
+    # which extrapolates: CartPole seed 3's agent learned to leave the data for it. "auto":
+    # terminate where the real data holds terminations, else truncate (Pendulum, which never
+    # ends, learned more slowly when they ended: benchmarks/RESULTS.md). Evaluation dreams
+    # always truncate.
+    off_support: str = "auto"
     # With an ensemble (world_model.ensemble_size > 1): truncate where its members disagree by
     # more than this (None: never), add exploration_bonus x disagreement to the training dreams'
     # rewards (never to the evaluation's), and follow one member per dream or draw one per step.
@@ -102,7 +104,7 @@ class DreamSettings:
             self, "exploration_bonus", check_float(self.exploration_bonus, "dream exploration_bonus", 0.0)
         )
         check_choice(self.member, "dream member", ("episode", "step"))
-        check_choice(self.off_support, "dream off_support", ("truncate", "terminate"))
+        check_choice(self.off_support, "dream off_support", ("auto", "truncate", "terminate"))
         if not isinstance(self.clip_reward, bool):
             raise GenrlError(f"dream clip_reward: expected true or false, got {describe(self.clip_reward)}")
         for name in ("n_envs", "horizon"):

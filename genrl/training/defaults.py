@@ -12,6 +12,7 @@ import dataclasses
 import gymnasium as gym
 from gymnasium import spaces
 
+from genrl.data.dataset import RolloutDataset
 from genrl.training.agents import ON_POLICY, agent_preset
 from genrl.training.config import TrainConfig
 
@@ -47,3 +48,15 @@ def with_env_defaults(cfg: TrainConfig, env: gym.Env) -> TrainConfig:
         threshold = spec.reward_threshold if spec is not None else None
         train = dataclasses.replace(train, target_return=None if threshold is None else float(threshold))
     return dataclasses.replace(cfg, agent=agent, dream=dream, train=train)
+
+
+def off_support(setting: str, dataset: RolloutDataset) -> str:
+    """``dream.off_support`` for dreams of ``dataset``'s model; ``"auto"`` decides from the data.
+
+    Where real episodes end, ending a dream that leaves the data is an outcome the data knows;
+    where they never do (Pendulum), ending one would be as invented as the state it reached.
+    """
+    if setting != "auto":
+        return setting
+    ends = any(bool(ep.terminated[-1]) for ep in dataset.episodes if ep.length)
+    return "terminate" if ends else "truncate"

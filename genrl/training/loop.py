@@ -41,7 +41,7 @@ from genrl.model.world_model import WorldModel
 from genrl.training.agents import agent_preset, make_agent, restart_schedules, save_policy
 from genrl.training.checkpoint import Checkpoint, CheckpointStore, Phase
 from genrl.training.config import TrainConfig, resolve_config
-from genrl.training.defaults import with_env_defaults
+from genrl.training.defaults import off_support, with_env_defaults
 from genrl.training.hparams import log_hparams
 from genrl.training.run import TrainResult, read_config
 from genrl.util.checks import one_line
@@ -220,8 +220,6 @@ class _Loop:
             start=d.start,
             seed=cfg.seed,
             exploration_bonus=d.exploration_bonus,
-            off_support=d.off_support,
-            gamma=agent_preset(cfg.agent).get("hyperparameters", {}).get("gamma", 0.99),  # SB3's default
             **d.limits(),
         )
         self.dreams = dream.dream
@@ -346,6 +344,7 @@ def train_phase(loop: _Loop) -> None:
         dreams.disagreement_sum,
         dreams.steps_taken,
     )
+    dreams.off_support = off_support(loop.cfg.dream.off_support, loop.dataset)
     restart_schedules(loop.agent, loop.cfg.train.dream_steps)
     loop.agent.learn(loop.cfg.train.dream_steps, reset_num_timesteps=False, progress_bar=loop.progress)
     loop.dream_episodes = {
