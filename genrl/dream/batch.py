@@ -76,7 +76,7 @@ class DreamBatch:
         ``"terminate"``: the dream ends there as a real episode ends, with nothing after it (a
         halting state, as in MOReL's pessimistic MDP), so an agent gains nothing by leaving
 
-    ``left_support`` holds, after each step, which dreams were truncated for leaving the support;
+    ``left_support`` holds, after each step, which dreams ended for leaving the support;
     ``disagreement`` each dream's last disagreement; ``episodes_ended`` and
     ``episodes_left_support`` count since construction.
     """
@@ -210,8 +210,8 @@ class DreamBatch:
             self.left_support |= self.model.out_of_support(out.z, self.support)
         if self.max_disagreement is not None:
             self.left_support |= out.disagreement > self.max_disagreement
-        # Off the data the termination head extrapolates as much as the rest: there the dream
-        # is truncated, not ended, and the agent bootstraps.
+        # Off the data the termination head extrapolates as much as the rest, so it never
+        # decides there: off_support does (truncated: the agent bootstraps; terminated: it halts).
         terminated = out.terminated & ~self.left_support
         if self.off_support == "terminate":
             terminated = terminated | self.left_support
