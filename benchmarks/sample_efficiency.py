@@ -5,7 +5,8 @@ in one invocation, on the same machine, each run in its own process at 1 thread:
 
 - CartPole-v1, threshold 475: genrl vs PPO and DQN
 - Pendulum-v1, threshold -200: genrl vs SAC and TD3
-- with no preset (genrl's defaults): MountainCar-v0 (-110) vs DQN; LunarLander-v3 (200) vs DQN
+- MountainCar-v0 (-110, its preset explores) vs DQN; with no preset (genrl's defaults):
+  LunarLander-v3 (200) vs DQN
   and LunarLanderContinuous-v3 (200) vs SAC (extra genrl[box2d]); InvertedPendulum-v5 (950),
   Hopper-v5 (2,500) and HalfCheetah-v5 (5,000) vs SAC (extra genrl[mujoco])
 
@@ -140,8 +141,7 @@ TASKS |= {
     "mountaincar": Task(
         "MountainCar-v0",
         -110.0,
-        genrl={},
-        preset=False,
+        genrl={},  # envs/mountaincar.yaml: exploration by a planner paid for novelty
         baselines={
             "dqn": {
                 "algo": "dqn",

@@ -71,6 +71,11 @@ class Planner:
         model's predictions were learned rather than exploit its errors off the data, as MOPO
         penalises uncertainty
     :param support_penalty: reward lost per step per latent unit outside the data
+    :param exploration_bonus: reward *gained* per step per latent unit outside the data (needs
+        ``support``), in place of the penalty: the planner seeks states the data lacks, as
+        count-based exploration does, so a task whose reward random data never sees (MountainCar)
+        gets data that holds it. Novelty wears off by itself: each refit's data covers where the
+        last plans went. Nonzero, it replaces ``support_penalty``
     :param seed: seeds the planner's sampling; None draws one
     """
 
@@ -94,6 +99,7 @@ class Planner:
         reward_fn: RewardFn | None = None,
         support: Any = None,
         support_penalty: float = 0.1,
+        exploration_bonus: float = 0.0,
         seed: int | None = None,
     ):
         if not isinstance(model, WorldModel):
@@ -120,6 +126,12 @@ class Planner:
             )
         self.reward_fn = reward_fn
         self.support_penalty = check_float(support_penalty, "support_penalty", 0.0)
+        self.exploration_bonus = check_float(exploration_bonus, "exploration_bonus", 0.0)
+        if self.exploration_bonus and support is None:
+            raise GenrlError(
+                "exploration_bonus: expected the real data as support= (novelty is the distance from it), "
+                "got support=None"
+            )
         self._support, self._radius = self._support_set(support)
         self._support_sq = None if self._support is None else (self._support**2).sum(1)
         self.observation_space, self.action_space = model.observation_space, model.action_space
@@ -148,6 +160,11 @@ class Planner:
             dist.fill_diagonal_(math.inf)
             spacing = torch.quantile(dist.amin(1), 0.95).item()
         return z, spacing
+
+    @property
+    def _support_weight(self) -> float:
+        """Reward per latent unit beyond the data: a bonus when exploring, else a penalty."""
+        return self.exploration_bonus if self.exploration_bonus else -self.support_penalty
 
     def _off_support(self, z: torch.Tensor) -> torch.Tensor:
         """How far each latent (B, latent_dim) lies beyond the data's spacing, in latent units."""
@@ -239,7 +256,7 @@ class Planner:
             out = self.model.step(z, state, action, self.temperature, self.generator)
             reward = out.reward if self.reward_fn is None else self._custom_reward(z, action, out.z)
             if self._support is not None:
-                reward = reward - self.support_penalty * self._off_support(out.z)
+                reward = reward + self._support_weight * self._off_support(out.z)
             ret += alive * self.gamma**t * reward
             alive = alive * (1.0 - out.termination_prob)
             z, state = out.z, out.h

@@ -53,10 +53,14 @@ def with_env_defaults(cfg: TrainConfig, env: gym.Env) -> TrainConfig:
 def off_support(setting: str, dataset: RolloutDataset) -> str:
     """``dream.off_support`` for dreams of ``dataset``'s model; ``"auto"`` decides from the data.
 
-    Where real episodes end, ending a dream that leaves the data is an outcome the data knows;
-    where they never do (Pendulum), ending one would be as invented as the state it reached.
+    Ending a dream forfeits the rewards after it. Where real episodes end and rewards are mostly
+    positive (CartPole), that is the pessimistic outcome, and one the data knows. Where they never
+    end (Pendulum), an end would be as invented as the state it reached; where rewards are mostly
+    negative (MountainCar's -1 a step), ending would pay the agent for leaving the data.
     """
     if setting != "auto":
         return setting
-    ends = any(bool(ep.terminated[-1]) for ep in dataset.episodes if ep.length)
-    return "terminate" if ends else "truncate"
+    episodes = [ep for ep in dataset.episodes if ep.length]
+    ends = any(bool(ep.terminated[-1]) for ep in episodes)
+    gains = sum(float(ep.reward.sum()) for ep in episodes) > 0
+    return "terminate" if ends and gains else "truncate"
