@@ -99,6 +99,13 @@ def test_the_loop_ends_dreams_off_the_data_where_real_episodes_end(cartpole_data
     assert off_support("auto", cartpole_dataset) == "terminate"  # CartPole's episodes end
     assert off_support("auto", pendulum_dataset) == "truncate"  # Pendulum's never do
     assert off_support("truncate", cartpole_dataset) == "truncate"
+    # MountainCar's -1 a step: an episode's end is what the agent wants, so leaving the data
+    # must not end a dream (that would pay for it); it truncates.
+    costly = genrl.RolloutDataset(cartpole_dataset.observation_space, cartpole_dataset.action_space)
+    for ep in cartpole_dataset.episodes[:3]:
+        costly.add_episode(ep.obs, ep.action, -ep.reward, ep.terminated, ep.truncated)
+    assert any(ep.terminated[-1] for ep in costly.episodes)
+    assert off_support("auto", costly) == "truncate"
     with pytest.raises(GenrlError, match="^dream off_support: expected one of"):
         TrainConfig.from_dict({"env_id": "CartPole-v1"}, dream={"off_support": "halt"})
 
