@@ -82,9 +82,10 @@ class DreamSettings:
     # What leaving the support does to a training dream: "terminate" ends it (nothing after it,
     # as in MOReL's pessimistic MDP), "truncate" lets the agent bootstrap from its value there,
     # which extrapolates: CartPole seed 3's agent learned to leave the data for it. "auto":
-    # terminate where the real data holds terminations, else truncate (Pendulum, which never
-    # ends, learned more slowly when they ended: benchmarks/RESULTS.md). Evaluation dreams
-    # always truncate.
+    # terminate where the real data holds terminations and mostly positive rewards, else
+    # truncate (Pendulum, which never ends, learned more slowly when they ended:
+    # benchmarks/RESULTS.md; with MountainCar's -1 a step, ending would be a prize).
+    # Evaluation dreams always truncate.
     off_support: str = "auto"
     # With an ensemble (world_model.ensemble_size > 1): truncate where its members disagree by
     # more than this (None: never), add exploration_bonus x disagreement to the training dreams'
