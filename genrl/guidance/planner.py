@@ -127,11 +127,6 @@ class Planner:
         self.reward_fn = reward_fn
         self.support_penalty = check_float(support_penalty, "support_penalty", 0.0)
         self.exploration_bonus = check_float(exploration_bonus, "exploration_bonus", 0.0)
-        if self.exploration_bonus and support is None:
-            raise GenrlError(
-                "exploration_bonus: expected the real data as support= (novelty is the distance from it), "
-                "got support=None"
-            )
         self._support, self._radius = self._support_set(support)
         self._support_sq = None if self._support is None else (self._support**2).sum(1)
         self.observation_space, self.action_space = model.observation_space, model.action_space
@@ -143,6 +138,11 @@ class Planner:
         self._plan: _Plan | None = None
 
     def _support_set(self, support: Any) -> tuple[torch.Tensor | None, float]:
+        if support is None and self.exploration_bonus:
+            raise GenrlError(
+                "exploration_bonus: expected the real data as support= (novelty is the distance from it), "
+                "got support=None"
+            )
         if support is None:
             return None, math.inf
         states = support.all_states() if hasattr(support, "all_states") else support

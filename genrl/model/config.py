@@ -31,6 +31,12 @@ class WorldModelConfig:
     identity encoder (Markov dynamics: a vector state is all there is to know, and without a GRU a
     fit step is about 3x faster), 128 for a VAE's latent, which may summarise history.
 
+    ``transition_heads``: the reward and termination heads see the whole transition, the latent
+    before the step as well as after it. Markov dynamics have no recurrent state to carry the
+    latent before, and a reward that is a difference of two states (LunarLander's shaping) or a
+    function of the state before the step (Pendulum's) cannot be read from the state after alone.
+    Models written before genrl 0.3 saw only the state after (``False``).
+
     ``ensemble_size``: K dynamics members (each its own GRU, mixture and heads, over one shared
     encoder), as in PETS and MBPO. Each fit trains every member on its own bootstrap of each
     batch; a dream follows one member, and the spread of the members' predictions is the
@@ -43,9 +49,15 @@ class WorldModelConfig:
     rnn_dim: int | None = None
     num_mixtures: int | None = None
     ensemble_size: int = 1
+    transition_heads: bool = True
 
     def __post_init__(self) -> None:
         check_choice(self.encoder, "world model setting encoder", ENCODERS)
+        if not isinstance(self.transition_heads, bool):
+            raise GenrlError(
+                "world model setting transition_heads: expected true or false, "
+                f"got {describe(self.transition_heads)}"
+            )
         for name in ("latent_dim", "num_mixtures", "rnn_dim"):
             if getattr(self, name) is not None:
                 low = 0 if name == "rnn_dim" else 1  # rnn_dim 0: Markov dynamics, no recurrent state
@@ -105,6 +117,9 @@ BEFORE_V3_FIT = {
     "termination_weight": 1.0,
     "nll_beta": 0.0,
 }
+
+# What model format 4 and run config 4 (and every version before them) used.
+BEFORE_V5_MODEL = {"transition_heads": False}
 
 # genrl 0.1.0 named the first fit's steps fit_steps, beside the model's sizes.
 _RENAMED = {"fit_steps": "steps"}

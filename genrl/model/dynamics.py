@@ -4,7 +4,7 @@ For a batch, with ``a`` the action as a vector (one-hot or scaled to [-1, 1])::
 
     h_{t+1}       = GRU(W [z_t, a_t], h_t)
     p(z_{t+1})    = sum_k pi_k N(z_t + mu_k, sigma_k)        mixture from (h_{t+1}, a_t[, z_t])
-    r_t, done_t   = heads(h_{t+1}, a_t, z_{t+1})
+    r_t, done_t   = heads(h_{t+1}, a_t, z_t, z_{t+1})         z_t only with transition_heads
 
 With ``rnn_dim=0`` there is no GRU and ``h`` has width 0: Markov dynamics, as in PETS and MBPO,
 for a state that is all there is to know (most vector observations). Teacher-forced training is
@@ -35,6 +35,7 @@ class LatentDynamics(nn.Module):
         c = config
         self.precise = precise
         self.rnn_dim = c.rnn_dim
+        self.transition_heads = c.transition_heads
         if c.rnn_dim:
             self.rnn_in = nn.Sequential(nn.Linear(latent_dim + action_dim, c.rnn_dim), nn.SiLU())
             self.rnn = nn.GRU(c.rnn_dim, c.rnn_dim, batch_first=True)
@@ -44,8 +45,9 @@ class LatentDynamics(nn.Module):
         linear = latent_dim + action_dim if precise else 0
         mdn_in = head_in + (latent_dim if precise else 0)
         self.mdn = MixtureDensityHead(mdn_in, latent_dim, c.num_mixtures, c.hidden_dim, linear)
-        self.reward_head = mlp(head_in + latent_dim, c.hidden_dim, 1, layers=1)
-        self.termination_head = mlp(head_in + latent_dim, c.hidden_dim, 1, layers=1)
+        seen = (2 if c.transition_heads else 1) * latent_dim
+        self.reward_head = mlp(head_in + seen, c.hidden_dim, 1, layers=1)
+        self.termination_head = mlp(head_in + seen, c.hidden_dim, 1, layers=1)
 
     def cell(self, z: torch.Tensor, h: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
         """One recurrent step for a batch: h_{t+1}, with the fused GRU cell (no nn.GRU call overhead)."""
@@ -71,10 +73,10 @@ class LatentDynamics(nn.Module):
         return self.mdn(torch.cat([h, a], -1), z)
 
     def heads(
-        self, h: torch.Tensor, a: torch.Tensor, z_next: torch.Tensor
+        self, h: torch.Tensor, a: torch.Tensor, z: torch.Tensor, z_next: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Standardised reward and termination logit of each transition (> 0: the episode ends)."""
-        feat = torch.cat([h, a, z_next], dim=-1)
+        """Standardised reward and termination logit of each transition z -> z_next (> 0: it ends)."""
+        feat = torch.cat([h, a, z, z_next] if self.transition_heads else [h, a, z_next], dim=-1)
         return self.reward_head(feat).squeeze(-1), self.termination_head(feat).squeeze(-1)
 
     @torch.no_grad()

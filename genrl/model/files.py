@@ -1,5 +1,8 @@
 """The world model's file format: a folder with ``model.json`` and ``weights.safetensors``.
 
+Version 5 (genrl 0.3) adds ``config.transition_heads`` (the reward and termination heads see the
+latent before a step as well as after it); older files load with ``False``, as they were trained.
+
 Version 4 (genrl 0.3) holds K dynamics members (``config.ensemble_size``): their tensors are
 ``dynamics.<k>.*``, and ``disagreement_scale`` their mean disagreement on the fitted data. Older
 files hold one, ``dynamics.*``, which loads as member 0.
@@ -32,7 +35,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from genrl.errors import GenrlError
-from genrl.model.config import BEFORE_V3_FIT, BEFORE_V3_MODEL, FitConfig, WorldModelConfig
+from genrl.model.config import BEFORE_V3_FIT, BEFORE_V3_MODEL, BEFORE_V5_MODEL, FitConfig, WorldModelConfig
 from genrl.model.world_model import WorldModel
 from genrl.util.checks import check_int, describe, from_mapping, one_line
 from genrl.util.device import resolve_device
@@ -40,8 +43,8 @@ from genrl.util.files import atomic_write, check_format, check_tensors, read_jso
 from genrl.util.spaces import space_from_json, space_to_json
 
 FORMAT = "genrl.world_model"
-VERSION = 4
-READS = (1, 2, 3, 4)
+VERSION = 5
+READS = (1, 2, 3, 4, 5)
 # Version 3 added the data's support; older files load with none (unbounded) until a refit.
 SUPPORT = ("support_low", "support_high", "support_scale", "reward_low", "reward_high")
 # Version 1 kept the dynamics' modules at the top level of the state dict.
@@ -118,11 +121,18 @@ def _model_args(meta: dict[str, Any], version: int) -> tuple:
         raise GenrlError(f"expected a config object, got {describe(config)}")
     if version == 1:  # one flat mapping of sizes, fit settings and seed
         seed = check_int(config.get("seed", 0), "seed", 0, 2**63 - 1)
-        flat = {**BEFORE_V3_MODEL, **BEFORE_V3_FIT, **{k: v for k, v in config.items() if k != "seed"}}
+        flat = {
+            **BEFORE_V3_MODEL,
+            **BEFORE_V5_MODEL,
+            **BEFORE_V3_FIT,
+            **{k: v for k, v in config.items() if k != "seed"},
+        }
         return obs_space, act_space, flat, None, seed
     fit, sizes = meta.get("fit"), config
     if version == 2 and isinstance(fit, dict):  # what that version's defaults were
         fit, sizes = {**BEFORE_V3_FIT, **fit}, {**BEFORE_V3_MODEL, **config}
+    if version < 5:
+        sizes = {**BEFORE_V5_MODEL, **sizes}
     fit = from_mapping(FitConfig, fit, "fit settings")
     sizes = from_mapping(WorldModelConfig, sizes, "world model settings")
     return obs_space, act_space, sizes, fit, check_int(meta.get("seed"), "seed", 0, 2**63 - 1)

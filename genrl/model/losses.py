@@ -93,7 +93,7 @@ def _teacher_forced(
     # Likelihood in latent space alone lets small latent errors become large observation
     # errors; scoring the decoded mixture mean in observation space keeps predictions sharp there.
     prediction = (model.decoder(mixture_mean(logits, mu)) - obs[:, 1:]).pow(2).flatten(2).mean(-1)
-    reward_logit, termination_logit = dynamics.heads(h, actions, zt[:, 1:])
+    reward_logit, termination_logit = dynamics.heads(h, actions, zt[:, :-1], zt[:, 1:])
     reward_target = (batch["reward"] - model.reward_mean) / model.reward_std
     termination = F.binary_cross_entropy_with_logits(
         termination_logit,

@@ -5,7 +5,7 @@ The model only predicts. One transition, for a batch::
     z_t     = encode(o_t),  o_t = decode(z_t)                the encoder's mean; decoded, clipped to the space
     h_{t+1} = GRU([z_t, a_t], h_t)                           a_t one-hot or scaled to [-1, 1]
     z_{t+1} ~ z_t + MDN(h_{t+1}, a_t)                        K-component Gaussian mixture, temperature tau
-    r_t, done_t = heads(h_{t+1}, a_t, z_{t+1})               done_t: termination logit > 0
+    r_t, done_t = heads(h_{t+1}, a_t, z_t, z_{t+1})          done_t: termination logit > 0
 
 With ``ensemble_size`` K > 1 the dynamics are K members, each with its own h: every member
 steps, one member's sample is the next latent (per dream or per step, as the caller picks), and
@@ -203,7 +203,7 @@ class WorldModel(nn.Module):
             means = torch.stack([mixture_mean(lg, mu) for lg, mu, _ in mixtures], 0)
             disagreement = ensemble_spread(means) / self.disagreement_scale
         z_next = mixture_sample(logits, mean, log_std, temperature, generator)
-        heads = [dyn.heads(h_next[:, k], a, z_next) for k, dyn in enumerate(self.dynamics)]
+        heads = [dyn.heads(h_next[:, k], a, z, z_next) for k, dyn in enumerate(self.dynamics)]
         reward = torch.stack([r for r, _ in heads], 0)[pick, rows]
         termination_logit = torch.stack([t for _, t in heads], 0)[pick, rows]
         reward = reward * self.reward_std + self.reward_mean
@@ -260,7 +260,7 @@ class WorldModel(nn.Module):
         for k, dyn in enumerate(self.dynamics):
             out, h_last = dyn.recur(z[:, :-1], a, hs[:, k])
             logits, mu, log_std = dyn.mixture(out, z[:, :-1], a)
-            r, t = dyn.heads(out, a, z[:, 1:])
+            r, t = dyn.heads(out, a, z[:, :-1], z[:, 1:])
             nll.append(mixture_nll(logits, mu, log_std, z[:, 1:]))
             reward.append(r)
             termination.append(t)

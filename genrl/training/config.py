@@ -21,12 +21,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from genrl.errors import GenrlError
-from genrl.model.config import BEFORE_V3_FIT, BEFORE_V3_MODEL, FitConfig, WorldModelConfig, split_settings
+from genrl.model.config import (
+    BEFORE_V3_FIT,
+    BEFORE_V3_MODEL,
+    BEFORE_V5_MODEL,
+    FitConfig,
+    WorldModelConfig,
+    split_settings,
+)
 from genrl.util.checks import check_choice, check_float, check_int, describe, from_mapping, set_field
 
 FORMAT = "genrl.train_config"
-VERSION = 4  # 0.1.0 wrote a flat config.json with no format field: version 1
-READS = (1, 2, 3, 4)
+VERSION = 5  # 0.1.0 wrote a flat config.json with no format field: version 1
+READS = (1, 2, 3, 4, 5)
 
 
 @dataclass(frozen=True)
@@ -197,7 +204,7 @@ class TrainConfig:
         if "id" in data:
             data["env_id"] = data.pop("id")
         sections = route(data)
-        for before, defaults in ((3, BEFORE_V3), (4, BEFORE_V4)):
+        for before, defaults in ((3, BEFORE_V3), (4, BEFORE_V4), (5, BEFORE_V5)):
             if version < before:
                 for key, value in defaults.items():
                     sections[key] = (
@@ -248,6 +255,9 @@ BEFORE_V3: dict[str, Any] = {
 
 # The defaults of run config version 3 that version 4 changed.
 BEFORE_V4: dict[str, Any] = {"world_model": {"rnn_dim": 128}, "dream": {"off_support": "truncate"}}
+
+# The defaults of run config version 4 that version 5 changed.
+BEFORE_V5: dict[str, Any] = {"world_model": BEFORE_V5_MODEL}
 
 
 def route(flat: dict[str, Any]) -> dict[str, Any]:
