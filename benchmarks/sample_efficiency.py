@@ -306,7 +306,13 @@ class Evaluator:
         return summarize_run(task, method, seed, budget, threshold, self.history)
 
 
-def run_genrl(task_name: str, seed: int, quick: bool = False, preset: bool = True) -> dict[str, Any]:
+def run_genrl(
+    task_name: str,
+    seed: int,
+    quick: bool = False,
+    preset: bool = True,
+    settings: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """genrl's loop on the env's preset (``preset=False``: on the bare env id, genrl's defaults
     only); its own real-env evaluation after each iteration.
 
@@ -316,12 +322,12 @@ def run_genrl(task_name: str, seed: int, quick: bool = False, preset: bool = Tru
     resolved by the probe below it that failed.
     """
     task = TASKS[task_name]
-    overrides = dict(QUICK_GENRL if quick else task.genrl if preset else {})
+    overrides = dict(QUICK_GENRL if quick else task.genrl if preset else {}) | (settings or {})
     source = task_name if preset and task.preset else task.env_id
     method = "genrl" if preset else "genrl-no-preset"
     history = _genrl_history(source, task_name, seed, overrides)
     record = summarize_run(task_name, method, seed, history[-1]["real_steps"], task.threshold, history)
-    record["probes"] = []
+    record["probes"], record["settings"] = [], settings or {}
     if quick or not record["reached"] or record["evaluations"] > 1:
         return record
     steps = record["real_steps"]
@@ -400,12 +406,12 @@ def summarize_run(
     }
 
 
-def run_one(job: tuple[str, str, int, bool]) -> dict[str, Any]:
-    task, method, seed, quick = job
+def run_one(job: tuple[str, str, int, bool, dict[str, Any]]) -> dict[str, Any]:
+    task, method, seed, quick, settings = job
     os.environ.setdefault("GENRL_PROGRESS", "0")
     start = time.perf_counter()
     if method.startswith("genrl"):
-        record = run_genrl(task, seed, quick, preset=method == "genrl")
+        record = run_genrl(task, seed, quick, preset=method == "genrl", settings=settings)
     else:
         record = run_baseline(task, method, seed, quick)
     record["process_time_s"] = time.perf_counter() - start
@@ -528,6 +534,21 @@ def targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def parse_settings(items: list[str]) -> dict[str, Any]:
+    """``section.name=value`` or ``name=value`` items -> train_in_imagination's overrides."""
+    import yaml
+
+    settings: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--set: expected KEY=VALUE, got {item!r}")
+        section, _, name = key.rpartition(".")
+        target = settings.setdefault(section, {}) if section else settings
+        target[name] = yaml.safe_load(value)
+    return settings
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", default="cartpole,pendulum", help=f"comma list among {sorted(TASKS)}")
@@ -540,6 +561,13 @@ def main() -> None:
     parser.add_argument(
         "--no-preset", action="store_true", help="also run genrl on the bare env id (its defaults only)"
     )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a genrl setting for every genrl run (train.iterations=60; a YAML value); recorded in its JSON",
+    )
     args = parser.parse_args()
     tasks = [t for t in args.tasks.split(",") if t]
     unknown = sorted(set(tasks) - set(TASKS))
@@ -548,6 +576,7 @@ def main() -> None:
     seeds = 1 if args.quick else args.seeds
     out_dir = Path(args.out_dir) / ("quick" if args.quick else "")
     out_dir.mkdir(parents=True, exist_ok=True)
+    settings = parse_settings(args.set)
     jobs = []
     for task in tasks:
         # A task without a preset runs on its bare id already: "genrl" is its no-preset figure.
@@ -555,7 +584,7 @@ def main() -> None:
         methods = ["genrl", *(["genrl-no-preset"] if no_preset else []), *TASKS[task].baselines]
         if args.methods != "all":
             methods = [m for m in methods if m in args.methods.split(",")]
-        jobs += [(task, m, s, args.quick) for m in methods for s in range(seeds)]
+        jobs += [(task, m, s, args.quick, settings) for m in methods for s in range(seeds)]
     records, todo = [], []
     for job in jobs:
         path = out_dir / f"{job[0]}-{job[1]}-seed{job[2]}.json"

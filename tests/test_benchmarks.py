@@ -62,7 +62,7 @@ def test_aggregate_counts_a_missed_run_at_its_budget(harness):
 
 
 def test_baseline_run_evaluates_on_a_geometric_grid(harness):
-    record = harness.run_one(("cartpole", "ppo", 1, True))
+    record = harness.run_one(("cartpole", "ppo", 1, True, {}))
     steps = [row["real_steps"] for row in record["history"]]
     assert record["method"] == "ppo" and record["budget_steps"] >= harness.QUICK_BUDGET
     assert steps[0] >= harness.FIRST_EVAL and steps[-1] <= record["budget_steps"]
@@ -78,7 +78,7 @@ def test_baseline_run_evaluates_on_a_geometric_grid(harness):
 
 
 def test_genrl_run_uses_the_loop_and_leaves_out_evaluation_time(harness):
-    record = harness.run_one(("cartpole", "genrl", 0, True))
+    record = harness.run_one(("cartpole", "genrl", 0, True, {}))
     (row,) = record["history"]
     assert record["method"] == "genrl" and row["real_steps"] == harness.QUICK_GENRL["initial_steps"]
     assert 0 < row["wall_time_s"] < record["process_time_s"]
@@ -117,6 +117,19 @@ def test_no_preset_runs_the_bare_env_id_with_no_overrides(harness, monkeypatch):
     assert sources == [("Pendulum-v1", "pendulum", {})] and record["method"] == "genrl-no-preset"
     harness.run_genrl("pendulum", seed=0)
     assert sources[-1][0] == "pendulum"  # the preset, by name
+
+
+def test_settings_given_with_set_reach_every_genrl_run_and_its_record(harness, monkeypatch):
+    settings = harness.parse_settings(["train.iterations=60", "dream.support=null", "agent=dqn"])
+    assert settings == {"train": {"iterations": 60}, "dream": {"support": None}, "agent": "dqn"}
+    seen = []
+    monkeypatch.setattr(
+        harness, "_genrl_history", lambda *args: seen.append(args[3]) or _history([200], [1.0])
+    )
+    record = harness.run_genrl("pendulum", seed=0, settings=settings)
+    assert seen == [settings] and record["settings"] == settings
+    with pytest.raises(SystemExit, match="--set: expected KEY=VALUE"):
+        harness.parse_settings(["iterations"])
 
 
 def test_targets_hold_the_median_exact_while_fewer_than_half_the_runs_missed(harness):
