@@ -123,9 +123,12 @@ def test_settings_given_with_set_reach_every_genrl_run_and_its_record(harness, m
     settings = harness.parse_settings(["train.iterations=60", "dream.support=null", "agent=dqn"])
     assert settings == {"train": {"iterations": 60}, "dream": {"support": None}, "agent": "dqn"}
     seen = []
-    monkeypatch.setattr(
-        harness, "_genrl_history", lambda *args: seen.append(args[3]) or _history([200], [1.0])
-    )
+
+    def fake_history(source, task, seed, overrides):
+        seen.append(overrides)
+        return _history([200], [-1000.0])  # below the threshold: no reruns from less data
+
+    monkeypatch.setattr(harness, "_genrl_history", fake_history)
     record = harness.run_genrl("pendulum", seed=0, settings=settings)
     assert seen == [settings] and record["settings"] == settings
     with pytest.raises(SystemExit, match="--set: expected KEY=VALUE"):
