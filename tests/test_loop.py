@@ -236,17 +236,25 @@ def test_a_finished_run_loads_back(run):
     )
 
 
-def test_the_loop_can_explore_with_a_planner_in_the_model(tmp_path, monkeypatch):
+@pytest.mark.parametrize("explore", ["planner", "both"])
+def test_the_loop_can_explore_with_a_planner_in_the_model(explore, tmp_path, monkeypatch):
+    from stable_baselines3 import PPO
+
     from genrl.guidance.planner import Planner
 
-    calls = []
-    real_predict = Planner.predict
+    calls, agent_calls = [], []
+    real_predict, agent_predict = Planner.predict, PPO.predict
 
     def spy(self, observation, *args, **kwargs):
         calls.append(self.value is not None)  # the agent's critic is the terminal value
         return real_predict(self, observation, *args, **kwargs)
 
+    def agent_spy(self, observation, *args, **kwargs):
+        agent_calls.append(len(observation))
+        return agent_predict(self, observation, *args, **kwargs)
+
     monkeypatch.setattr(Planner, "predict", spy)
+    monkeypatch.setattr(PPO, "predict", agent_spy)
     result = genrl.train_in_imagination(
         "CartPole-v1",
         agent={"algorithm": "ppo", "hyperparameters": {"n_steps": 16, "batch_size": 16, "device": "cpu"}},
@@ -264,14 +272,23 @@ def test_the_loop_can_explore_with_a_planner_in_the_model(tmp_path, monkeypatch)
         horizon=20,
         world_model={"hidden_dim": 16, "rnn_dim": 16, "batch_size": 4, "seq_len": 4, "open_loop_steps": 2},
         collect={
-            "explore": "planner",
+            "explore": explore,
             "planner": {"horizon": 4, "population": 8, "elites": 2, "iterations": 1},
         },
     )
-    assert len(calls) >= 30 and all(calls)
-    assert result.history[-1]["real_steps"] >= 130
+    # Iteration 1 collects 30 real steps: all from the planner, or half from each with "both".
+    # Each policy is also asked once more per episode end (the vector env's reset step, which
+    # is never recorded), and the agent acts in the real evaluations too (once more than their steps).
+    agent_collect_calls = sum(1 for n in agent_calls if n == 1) - sum(
+        row["eval_steps"] + 1 for row in result.history
+    )
+    if explore == "planner":
+        assert len(calls) >= 30 and agent_collect_calls == 0
+    else:
+        assert 15 <= len(calls) < 30 and 15 <= agent_collect_calls < 30
+    assert all(calls) and result.history[-1]["real_steps"] == 130
 
 
 def test_planner_exploration_settings_are_checked():
-    with pytest.raises(GenrlError, match=r"collect explore: expected one of \['agent', 'planner'\]"):
+    with pytest.raises(GenrlError, match=r"collect explore: expected one of \['agent', 'planner', 'both'\]"):
         CollectSettings(explore="plan")

@@ -52,12 +52,13 @@ class CollectSettings:
     epsilon: float = 0.0  # chance of a random action while the agent collects
     # "planner": after the first iteration, real steps come from a genrl.Planner in the refitted
     # model (its terminal value the agent's critic) instead of the agent; ``planner`` holds its
-    # settings (genrl.Planner's keyword arguments).
+    # settings (genrl.Planner's keyword arguments). "both": half the steps from each, so the model
+    # sees where the planner explores and where the agent goes.
     explore: str = "agent"
     planner: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        check_choice(self.explore, "collect explore", ("agent", "planner"))
+        check_choice(self.explore, "collect explore", ("agent", "planner", "both"))
         if not isinstance(self.planner, dict):
             raise GenrlError(
                 f"collect planner: expected a mapping of Planner settings, got {describe(self.planner)}"
