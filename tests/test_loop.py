@@ -261,7 +261,7 @@ def test_the_loop_can_explore_with_a_planner_in_the_model(explore, tmp_path, mon
         seed=0,
         run_dir=tmp_path / "run",
         progress=False,
-        iterations=2,
+        iterations=3,
         initial_steps=100,
         steps_per_iteration=30,
         fit_steps=20,
@@ -276,17 +276,18 @@ def test_the_loop_can_explore_with_a_planner_in_the_model(explore, tmp_path, mon
             "planner": {"horizon": 4, "population": 8, "elites": 2, "iterations": 1},
         },
     )
-    # Iteration 1 collects 30 real steps: all from the planner, or half from each with "both".
-    # Each policy is also asked once more per episode end (the vector env's reset step, which
-    # is never recorded), and the agent acts in the real evaluations too (once more than their steps).
+    # Iterations 1 and 2 collect 30 real steps each: all from the planner, or with "both" the
+    # planner's on iteration 1 and the agent's on 2. Each policy is also asked once more per
+    # episode end (the vector env's reset step, never recorded), and the agent acts in the real
+    # evaluations too (once more than their steps).
     agent_collect_calls = sum(1 for n in agent_calls if n == 1) - sum(
         row["eval_steps"] + 1 for row in result.history
     )
     if explore == "planner":
-        assert len(calls) >= 30 and agent_collect_calls == 0
+        assert len(calls) >= 60 and agent_collect_calls == 0
     else:
-        assert 15 <= len(calls) < 30 and 15 <= agent_collect_calls < 30
-    assert all(calls) and result.history[-1]["real_steps"] == 130
+        assert 30 <= len(calls) < 60 and 30 <= agent_collect_calls < 60
+    assert all(calls) and result.history[-1]["real_steps"] == 160
 
 
 def test_planner_exploration_settings_are_checked():

@@ -52,8 +52,8 @@ class CollectSettings:
     epsilon: float = 0.0  # chance of a random action while the agent collects
     # "planner": after the first iteration, real steps come from a genrl.Planner in the refitted
     # model (its terminal value the agent's critic) instead of the agent; ``planner`` holds its
-    # settings (genrl.Planner's keyword arguments). "both": half the steps from each, so the model
-    # sees where the planner explores and where the agent goes.
+    # settings (genrl.Planner's keyword arguments). "both": the planner on odd iterations and the
+    # agent on even ones, so the model sees where the planner explores and where the agent goes.
     explore: str = "agent"
     planner: dict[str, Any] = field(default_factory=dict)
 

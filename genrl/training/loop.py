@@ -290,22 +290,15 @@ def collect_phase(loop: _Loop) -> None:
     log.info("iteration %d: collecting real steps", it)
     loop.agent.set_random_seed(_phase_seed(cfg.seed, it, 0))
     replay = _Replay(loop.dataset, loop.kept)
-    steps = steps_to_collect(cfg, it, _steps_in(loop.dataset, loop.kept))
-    # "both": half the steps follow the agent, so the model also learns where the agent goes
-    # wrong, and half explore with the planner.
-    shares = [(steps, None if it == 0 else _explorer(loop))]
-    if it > 0 and cfg.collect.explore == "both":
-        shares = [(steps // 2, loop.agent), (steps - steps // 2, _explorer(loop))]
-    for k, (share, policy) in enumerate(s for s in shares if s[0]):
-        collect(
-            loop.collect_env,
-            share,
-            policy,
-            dataset=replay,
-            seed=cfg.seed + it + 7919 * k,  # a prime apart: the second share's seeds differ
-            epsilon=0.0 if it == 0 else cfg.collect.epsilon,
-            progress=loop.progress,
-        )
+    collect(
+        loop.collect_env,
+        steps_to_collect(cfg, it, _steps_in(loop.dataset, loop.kept)),
+        None if it == 0 else _explorer(loop),
+        dataset=replay,
+        seed=cfg.seed + it,
+        epsilon=0.0 if it == 0 else cfg.collect.epsilon,
+        progress=loop.progress,
+    )
     recorded = len(loop.dataset) - loop.kept
     if it == 0 and recorded < cfg.collect.initial_episodes:
         # Long episodes (Pendulum's 200 steps): whole random episodes until there are that many.
@@ -322,9 +315,10 @@ def collect_phase(loop: _Loop) -> None:
 def _explorer(loop: _Loop) -> Any:
     """What collects real steps after the first iteration: the agent, or a planner in the model."""
     cfg = loop.cfg
-    if cfg.collect.explore == "agent":
+    # "both": the planner on odd iterations, the agent on even ones, each with whole episodes
+    # (exploring MountainCar's flag takes one), so the model also learns where the agent goes.
+    if cfg.collect.explore == "agent" or (cfg.collect.explore == "both" and loop.iteration % 2 == 0):
         return loop.agent
-    # "planner" or "both"
     settings = {"value": loop.agent, "support": loop.dataset, **cfg.collect.planner}
     try:
         return Planner(loop.model, seed=_phase_seed(cfg.seed, loop.iteration, 2), **settings)
