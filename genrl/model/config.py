@@ -35,7 +35,7 @@ class WorldModelConfig:
     before the step as well as after it. Markov dynamics have no recurrent state to carry the
     latent before, and a reward that is a difference of two states (LunarLander's shaping) or a
     function of the state before the step (Pendulum's) cannot be read from the state after alone.
-    Models written before genrl 0.3 saw only the state after (``False``).
+    Model files of format 4 and earlier saw only the state after, and load with ``False``.
 
     ``ensemble_size``: K dynamics members (each its own GRU, mixture and heads, over one shared
     encoder), as in PETS and MBPO. Each fit trains every member on its own bootstrap of each
