@@ -144,13 +144,16 @@ def test_the_exploration_bonus_pays_for_the_distance_the_penalty_charges(cartpol
 
 @pytest.mark.slow
 def test_an_exploring_planner_reaches_the_flag_random_data_never_sees():
-    """MountainCar: 600 random steps never reach the flag; a planner paid for novelty does."""
+    """MountainCar: 600 random steps never reach the flag; a planner paid for novelty does.
+
+    A bonus of 3 found it on the 3rd to 5th episode for seeds 0-2; at 1 (the preset's, where the
+    agent's episodes add data too) seed 0 took 10 (benchmarks/RESULTS.md, 2026-12-07)."""
     data = genrl.collect("MountainCar-v0", 600, seed=0, progress=False)
     assert not any(ep.terminated[-1] for ep in data.episodes)
     model = genrl.WorldModel(data.observation_space, data.action_space, seed=0)
     model.fit(data, 400, progress=False)
-    for episode in range(4):
-        planner = Planner(model, horizon=30, support=data, exploration_bonus=1.0, seed=episode)
+    for episode in range(6):
+        planner = Planner(model, horizon=30, support=data, exploration_bonus=3.0, seed=episode)
         genrl.collect(
             "MountainCar-v0", episodes=1, policy=planner, dataset=data, seed=episode, progress=False
         )
