@@ -180,15 +180,25 @@ def test_the_roofline_counts_every_matmul_of_the_dream_step(cartpole_model):
 
 
 def test_the_largest_dream_gap_is_reported_against_its_target(harness):
-    history = _history([200, 220], [100.0, -50.0])
-    history[0]["dream_return_mean"] = 400.0  # 3x the real return's magnitude away
-    history[1]["dream_return_mean"] = -600.0  # 11x away: over the limit of 10
+    history = _history([200, 220], [-400.0, -300.0])
+    history[0]["dream_return_mean"] = 800.0  # 3x the real return's magnitude away
+    history[1]["dream_return_mean"] = -3_600.0  # 11x away: over the limit of 10
     runs = [harness.summarize_run("pendulum", "genrl", 0, 220, -200.0, history)]
     (row,) = harness.aggregate(runs)
     assert row["max_dream_gap"] == pytest.approx(11.0)
     [check] = [c for c in harness.targets([row]) if "dream - real" in c["target"]]
     assert check["met"] == "NO" and check["measured"] == "11.0"
-    history[1]["dream_return_mean"] = -100.0
+    history[1]["dream_return_mean"] = -400.0
     (row,) = harness.aggregate([harness.summarize_run("pendulum", "genrl", 0, 220, -200.0, history)])
     [check] = [c for c in harness.targets([row]) if "dream - real" in c["target"]]
     assert check["met"] == "yes" and row["max_dream_gap"] == pytest.approx(3.0)
+
+
+def test_the_dream_gap_is_measured_in_the_tasks_return_scale_near_a_zero_real_return(harness):
+    # A real return near 0 would make any dream look infinitely far; the threshold sets the scale.
+    row = {"return_mean": 11.3, "dream_return_mean": 728.0}
+    assert harness.dream_gap(row, 200.0) == pytest.approx((728.0 - 11.3) / 200.0)
+    assert harness.dream_gap({"return_mean": -150.0, "dream_return_mean": -100.0}, -110.0) == pytest.approx(
+        50.0 / 150.0
+    )
+    assert harness.dream_gap({"return_mean": 0.0, "dream_return_mean": 0.5}, 0.0) == pytest.approx(0.5)

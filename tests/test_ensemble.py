@@ -200,6 +200,56 @@ def test_the_exploration_bonus_adds_the_disagreement_to_the_reward(ensemble, pen
     assert (spread > 0).all() and dreams.disagreement_sum == pytest.approx(float(spread.sum()), rel=1e-5)
 
 
+def test_the_reward_spread_is_the_std_of_the_members_rewards_for_the_sampled_transition(
+    ensemble, pendulum_dataset
+):
+    obs, actions = _real_batch(pendulum_dataset, 16)
+    z, h = ensemble.encode(obs), ensemble.initial_state(16)
+    out = ensemble.step(z, h, actions, temperature=1.0, generator=torch.Generator().manual_seed(0))
+    # Every member scores the one sampled next latent: recompute their rewards for it.
+    a = ensemble.actions.encode(actions)
+    h_next = h.unflatten(-1, (K, 16))
+    rewards = torch.stack(
+        [dyn.heads(dyn.cell(z, h_next[:, k], a), a, z, out.z)[0] for k, dyn in enumerate(ensemble.dynamics)]
+    )
+    expected = rewards.std(0, correction=0) * ensemble.reward_std
+    torch.testing.assert_close(out.reward_spread, expected)
+    assert (out.reward_spread > 0).all()
+    single = WorldModel(pendulum_dataset.observation_space, pendulum_dataset.action_space, seed=0)
+    lone = single.step(single.encode(obs), single.initial_state(16), actions)
+    assert (lone.reward_spread == 0).all()
+
+
+def test_the_reward_penalty_subtracts_the_members_reward_spread(ensemble, pendulum_dataset):
+    rewards, spreads = {}, {}
+    for penalty in (0.0, 2.0):
+        dreams = DreamBatch(ensemble, 8, pendulum_dataset, seed=4, reward_penalty=penalty, clip_reward=False)
+        dreams.reset()
+        z, h, member = dreams.z.clone(), dreams.h.clone(), dreams.member.clone()
+        generator_state = dreams.generator.get_state()
+        rewards[penalty] = dreams.step(torch.full((8, 1), 0.5))[1]
+        dreams.generator.set_state(generator_state)
+        with torch.no_grad():
+            spreads[penalty] = ensemble.step(
+                z, h, torch.full((8, 1), 0.5), dreams.temperature, dreams.generator, member
+            ).reward_spread
+        charged = dreams.reward_penalty_sum
+    torch.testing.assert_close(spreads[0.0], spreads[2.0])
+    torch.testing.assert_close(rewards[0.0] - rewards[2.0], 2.0 * spreads[2.0])
+    assert (rewards[2.0] < rewards[0.0]).all()
+    assert charged == pytest.approx(float(2.0 * spreads[2.0].sum()), rel=1e-5)
+
+
+def test_a_reward_penalty_needs_an_ensemble(pendulum_dataset):
+    single = WorldModel(pendulum_dataset.observation_space, pendulum_dataset.action_space, seed=0)
+    with pytest.raises(GenrlError, match="^reward_penalty: expected a model with ensemble_size >= 2"):
+        DreamVecEnv(single, 2, pendulum_dataset, reward_penalty=1.0)
+    with pytest.raises(GenrlError, match="^dream reward_penalty: expected world_model ensemble_size >= 2"):
+        TrainConfig.from_dict({"env_id": "Pendulum-v1"}, dream={"reward_penalty": 1.0})
+    with pytest.raises(GenrlError, match="^dream reward_penalty: expected a number >= 0"):
+        TrainConfig.from_dict({"env_id": "Pendulum-v1"}, dream={"reward_penalty": -1}, ensemble_size=2)
+
+
 @pytest.mark.parametrize("obs_mode", ["decoded", "latent"])
 def test_ensemble_dreams_pass_both_env_checkers_and_report_disagreement(ensemble, pendulum_dataset, obs_mode):
     env = DreamEnv(ensemble, pendulum_dataset, horizon=20, obs_mode=obs_mode)
@@ -234,10 +284,11 @@ def test_the_loop_reports_the_dreams_disagreement(tmp_path):
         progress=False,
         **ONE_QUICK_ITERATION,
         ensemble_size=2,
-        dream={"max_disagreement": 0.05},
+        dream={"max_disagreement": 0.05, "reward_penalty": 1.0},
     )
     [row] = result.history
     assert row["dream_disagreement"] > 0
+    assert row["dream_reward_penalty"] > 0
     assert row["dream_episodes"] > 0 and 0 < row["dream_left_support"] <= row["dream_episodes"]
     assert WorldModel.load(tmp_path / "run" / "model", device="cpu").ensemble_size == 2
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -246,6 +297,8 @@ def test_the_loop_reports_the_dreams_disagreement(tmp_path):
     acc.Reload()
     [event] = acc.Scalars("dream/disagreement")
     assert event.value == pytest.approx(row["dream_disagreement"])
+    [event] = acc.Scalars("dream/reward_penalty")
+    assert event.value == pytest.approx(row["dream_reward_penalty"])
 
 
 def test_the_evaluation_report_gives_the_disagreement_and_its_rank_correlation_with_the_error(

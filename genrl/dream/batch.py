@@ -69,6 +69,9 @@ class DreamBatch:
         than this (1: as much as on the real data) has left the support too; None: never
     :param exploration_bonus: adds this times the disagreement to every reward, so an agent
         seeks what the model does not know yet (optimism, as in Plan2Explore); 0 by default
+    :param reward_penalty: with an ensemble, subtracts this times the members' spread of predicted
+        rewards from every reward (pessimism, as in MOPO), so an agent gains nothing from rewards
+        the members do not agree on; 0 by default
     :param member: with an ensemble, ``"episode"`` follows one member per dream, drawn at each
         reset (PETS' TS-inf), ``"step"`` draws one per step (TS-1)
     :param off_support: what leaving the support does: ``"truncate"`` (the agent bootstraps from
@@ -100,6 +103,7 @@ class DreamBatch:
         exploration_bonus: float = 0.0,
         member: MemberMode = "episode",
         off_support: str = "truncate",
+        reward_penalty: float = 0.0,
     ):
         self.off_support = check_choice(off_support, "off_support", ("truncate", "terminate"))
         self.support = None if support is None else check_float(support, "support", 0.0)
@@ -107,6 +111,12 @@ class DreamBatch:
             None if max_disagreement is None else check_float(max_disagreement, "max_disagreement", 0.0)
         )
         self.exploration_bonus = check_float(exploration_bonus, "exploration_bonus", 0.0)
+        self.reward_penalty = check_float(reward_penalty, "reward_penalty", 0.0)
+        if self.reward_penalty and model.ensemble_size == 1:
+            raise GenrlError(
+                f"reward_penalty: expected a model with ensemble_size >= 2 (one model has no spread "
+                f"of rewards to charge for), got reward_penalty={self.reward_penalty} and ensemble_size=1"
+            )
         self.member_mode = check_choice(member, "member", ("episode", "step"))
         self.clip_reward = bool(clip_reward)
         self.obs_mode = check_choice(obs_mode, "obs_mode", ("decoded", "latent"))
@@ -143,6 +153,7 @@ class DreamBatch:
         self._ended = torch.zeros((), dtype=torch.long, device=device)
         self._left = torch.zeros((), dtype=torch.long, device=device)
         self._spread = torch.zeros((), dtype=torch.float64, device=device)
+        self._charged = torch.zeros((), dtype=torch.float64, device=device)
         self._steps = 0
 
     def seed(self, seed: int | None) -> None:
@@ -198,6 +209,10 @@ class DreamBatch:
         member = self.member if self.member_mode == "episode" else None
         out = self.model.step(self.z, self.h, actions, self.temperature, self.generator, member)
         reward = self.model.clip_reward(out.reward) if self.clip_reward else out.reward
+        if self.reward_penalty:  # a lower confidence bound of the learned reward, as an override sees it
+            charge = self.reward_penalty * out.reward_spread
+            reward = reward - charge
+            self._charged += charge.sum()
         if self.reward_fn is not None:
             given = self.reward_fn(self.model.decode(self.z), actions, self.model.decode(out.z), reward)
             reward = checked_rewards(given, self.n, self.model.device)
@@ -242,6 +257,11 @@ class DreamBatch:
     def disagreement_sum(self) -> float:
         """The ensemble's disagreement summed over those steps (0 for one model)."""
         return float(self._spread)
+
+    @property
+    def reward_penalty_sum(self) -> float:
+        """The reward penalty charged over those steps (0 without ``reward_penalty``)."""
+        return float(self._charged)
 
     def observe(self, z: torch.Tensor) -> torch.Tensor:
         return self.model.decode(z) if self.obs_mode == "decoded" else z

@@ -44,7 +44,8 @@ class DreamEnv(gym.Env):
     :param support: truncate a dream whose latent leaves the real data's range widened by this
         many of its standard deviations (None: never); ``clip_reward`` clips learned rewards to
         the real rewards' range; with an ensemble, ``max_disagreement`` truncates where the
-        members disagree more, ``exploration_bonus`` rewards their disagreement and ``member``
+        members disagree more, ``exploration_bonus`` rewards their disagreement,
+        ``reward_penalty`` charges for their spread of rewards and ``member``
         picks how dreams follow members; ``off_support="terminate"`` ends a dream that leaves the
         support instead of truncating it (see
         :class:`~genrl.dream.batch.DreamBatch`)
@@ -71,6 +72,7 @@ class DreamEnv(gym.Env):
         exploration_bonus: float = 0.0,
         member: MemberMode = "episode",
         off_support: str = "truncate",
+        reward_penalty: float = 0.0,
     ):
         self.render_mode = check_choice(render_mode, "render_mode", (None, "rgb_array"))
         given = {"horizon": horizon, "obs_mode": obs_mode, "temperature": temperature}
@@ -89,6 +91,7 @@ class DreamEnv(gym.Env):
             exploration_bonus=exploration_bonus,
             member=member,
             off_support=off_support,
+            reward_penalty=reward_penalty,
             **source.settings,
         )
         self.observation_space = self.dream.observation_space

@@ -36,7 +36,8 @@ class DreamVecEnv(VecEnv):
     :param support: truncate a dream whose latent leaves the real data's range widened by this
         many of its standard deviations (None: never); ``clip_reward`` clips learned rewards to
         the real rewards' range; with an ensemble, ``max_disagreement`` truncates where the
-        members disagree more, ``exploration_bonus`` rewards their disagreement and ``member``
+        members disagree more, ``exploration_bonus`` rewards their disagreement,
+        ``reward_penalty`` charges for their spread of rewards and ``member``
         picks how dreams follow members (see :class:`~genrl.dream.batch.DreamBatch`)
     """
 
@@ -60,6 +61,7 @@ class DreamVecEnv(VecEnv):
         exploration_bonus: float = 0.0,
         member: MemberMode = "episode",
         off_support: str = "truncate",
+        reward_penalty: float = 0.0,
     ):
         given = {"horizon": horizon, "obs_mode": obs_mode, "temperature": temperature}
         source = open_dream(model, device, dataset, **given, starts=starts, reward=reward)
@@ -76,6 +78,7 @@ class DreamVecEnv(VecEnv):
             exploration_bonus=exploration_bonus,
             member=member,
             off_support=off_support,
+            reward_penalty=reward_penalty,
             **source.settings,
         )
         self.render_mode = "rgb_array"  # read by VecEnv.__init__ through get_attr

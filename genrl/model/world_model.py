@@ -10,7 +10,8 @@ The model only predicts. One transition, for a batch::
 With ``ensemble_size`` K > 1 the dynamics are K members, each with its own h: every member
 steps, one member's sample is the next latent (per dream or per step, as the caller picks), and
 the disagreement is the spread of the members' mean predictions, ``mean_d std_k E_k[z_{t+1,d}]``,
-divided by its mean on the real data the model was fitted on (1: as much as on the data).
+divided by its mean on the real data the model was fitted on (1: as much as on the data); the
+reward spread is the std of the members' rewards for the one sampled transition.
 The recurrent state a caller holds is the K members' states side by side, (B, K * rnn_dim).
 
 ``step`` is one transition, ``unroll`` many under given actions, and ``predict_sequence`` scores a
@@ -56,6 +57,7 @@ class StepOutput(NamedTuple):
     uncertainty: torch.Tensor  # (B,) predictive std of the next latent
     termination_prob: torch.Tensor  # (B,) sigmoid of the termination logit; terminated is prob > 0.5
     disagreement: torch.Tensor  # (B,) members' spread, 1 = as on the real data (0 for one model)
+    reward_spread: torch.Tensor  # (B,) std of the members' predicted rewards, in reward units (0 for one)
 
 
 class Unroll(NamedTuple):
@@ -204,9 +206,15 @@ class WorldModel(nn.Module):
             disagreement = ensemble_spread(means) / self.disagreement_scale
         z_next = mixture_sample(logits, mean, log_std, temperature, generator)
         heads = [dyn.heads(h_next[:, k], a, z, z_next) for k, dyn in enumerate(self.dynamics)]
-        reward = torch.stack([r for r, _ in heads], 0)[pick, rows]
+        rewards = torch.stack([r for r, _ in heads], 0)
+        reward = rewards[pick, rows] * self.reward_std + self.reward_mean
         termination_logit = torch.stack([t for _, t in heads], 0)[pick, rows]
-        reward = reward * self.reward_std + self.reward_mean
+        # Every member scores the same sampled transition, so their spread is disagreement about
+        # its reward alone: what a pessimistic dream (MOPO's penalty) charges for.
+        if self.ensemble_size == 1:
+            reward_spread = torch.zeros_like(reward)
+        else:
+            reward_spread = rewards.std(0, correction=0) * self.reward_std
         return StepOutput(
             z_next,
             h_next.flatten(1),
@@ -215,6 +223,7 @@ class WorldModel(nn.Module):
             mixture_std(logits, mean, log_std),
             torch.sigmoid(termination_logit),
             disagreement,
+            reward_spread,
         )
 
     @torch.no_grad()

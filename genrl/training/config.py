@@ -98,9 +98,12 @@ class DreamSettings:
     # With an ensemble (world_model.ensemble_size > 1): truncate where its members disagree by
     # more than this (None: never), add exploration_bonus x disagreement to the training dreams'
     # rewards (never to the evaluation's), and follow one member per dream or draw one per step.
+    # reward_penalty x the members' spread of predicted rewards is subtracted from the training
+    # dreams' rewards (MOPO's pessimism; the evaluation dreams keep the model's own reward).
     max_disagreement: float | None = None
     exploration_bonus: float = 0.0
     member: str = "episode"
+    reward_penalty: float = 0.0
 
     def __post_init__(self) -> None:
         if self.support is not None:
@@ -112,6 +115,7 @@ class DreamSettings:
         set_field(
             self, "exploration_bonus", check_float(self.exploration_bonus, "dream exploration_bonus", 0.0)
         )
+        set_field(self, "reward_penalty", check_float(self.reward_penalty, "dream reward_penalty", 0.0))
         check_choice(self.member, "dream member", ("episode", "step"))
         check_choice(self.off_support, "dream off_support", ("auto", "truncate", "terminate"))
         if not isinstance(self.clip_reward, bool):
@@ -191,6 +195,12 @@ class TrainConfig:
         set_field(self, "device", "auto" if self.device is None else str(self.device))
         for name, cls in SECTIONS.items():
             set_field(self, name, from_mapping(cls, getattr(self, name), f"{name} settings"))
+        if self.dream.reward_penalty and self.world_model.ensemble_size == 1:
+            raise GenrlError(
+                f"dream reward_penalty: expected world_model ensemble_size >= 2 (one model has no "
+                f"spread of rewards to charge for), got reward_penalty={self.dream.reward_penalty} "
+                "and ensemble_size=1"
+            )
 
     @classmethod
     def from_dict(cls, data: Any, version: int = VERSION, **overrides: Any) -> TrainConfig:

@@ -220,6 +220,7 @@ class _Loop:
             start=d.start,
             seed=cfg.seed,
             exploration_bonus=d.exploration_bonus,
+            reward_penalty=d.reward_penalty,
             **d.limits(),
         )
         self.dreams = dream.dream
@@ -340,10 +341,11 @@ def train_phase(loop: _Loop) -> None:
     # The model changed under the dreams: restart them from real states with the new weights.
     loop.agent._last_obs = None
     dreams = loop.dreams
-    ended, left, spread, steps = (
+    ended, left, spread, charged, steps = (
         dreams.episodes_ended,
         dreams.episodes_left_support,
         dreams.disagreement_sum,
+        dreams.reward_penalty_sum,
         dreams.steps_taken,
     )
     dreams.off_support = off_support(loop.cfg.dream.off_support, loop.dataset)
@@ -354,6 +356,9 @@ def train_phase(loop: _Loop) -> None:
         "dream_left_support": dreams.episodes_left_support - left,
         "dream_disagreement": (dreams.disagreement_sum - spread) / max(dreams.steps_taken - steps, 1),
     }
+    if dreams.reward_penalty:
+        taken = max(dreams.steps_taken - steps, 1)
+        loop.dream_episodes["dream_reward_penalty"] = (dreams.reward_penalty_sum - charged) / taken
 
 
 def evaluate_phase(loop: _Loop) -> None:
@@ -440,6 +445,8 @@ def _log(writer: SummaryWriter, row: dict[str, Any]) -> None:
         writer.add_scalar("dream/left_support", row["dream_left_support"] / row["dream_episodes"], step)
     if "dream_disagreement" in row:
         writer.add_scalar("dream/disagreement", row["dream_disagreement"], step)
+    if "dream_reward_penalty" in row:
+        writer.add_scalar("dream/reward_penalty", row["dream_reward_penalty"], step)
     writer.flush()
 
 
