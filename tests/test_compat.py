@@ -4,7 +4,8 @@ a2556fb; model format 1, flat run config) and 0.3.0.dev (tests/fixtures/v0_3_0_d
 make_v0_3_0_dev.py at 48d0ce1; model format 2, run config 2, before the defaults and the support
 limits of format 3) and model format 4 with run config 4 (tests/fixtures/v0_3_0_f4, made by
 make_v0_3_0_f4.py at f7e1e66: Markov dynamics and ensembles, before the heads saw the latent
-before a step)."""
+before a step) and model format 5 with run config 5 (tests/fixtures/v0_3_0_f5, made by
+make_v0_3_0_f5.py at 8944124: before the reward of a step that ends an episode had its own head)."""
 
 import json
 import shutil
@@ -18,8 +19,11 @@ import genrl
 from genrl import GenrlError, RolloutDataset, WorldModel
 
 FIXTURES = Path(__file__).parent / "fixtures" / "v0_1_0"
-VERSIONS = pytest.mark.parametrize("fixtures", ["v0_1_0", "v0_3_0_dev", "v0_3_0_f4"], indirect=True)
+VERSIONS = pytest.mark.parametrize(
+    "fixtures", ["v0_1_0", "v0_3_0_dev", "v0_3_0_f4", "v0_3_0_f5"], indirect=True
+)
 FORMAT_4 = Path(__file__).parent / "fixtures" / "v0_3_0_f4"
+FORMAT_5 = Path(__file__).parent / "fixtures" / "v0_3_0_f5"
 
 
 @pytest.fixture
@@ -86,14 +90,28 @@ def test_a_format_4_model_predicts_as_it_did(name):
         np.testing.assert_allclose(got[key], expected[key], rtol=1e-5, atol=1e-6, err_msg=key)
     # Its heads saw only the latent after a step, its dynamics were Markov, and a fit set its support.
     assert model.config.transition_heads is False and model.config.rnn_dim == 0
+    assert model.config.terminal_reward is False
     assert model.ensemble_size == (2 if name == "model_ensemble" else 1)
     assert torch.isfinite(model.support_high).all() and torch.isfinite(model.reward_low)
+
+
+@pytest.mark.parametrize("name", ["model_identity", "model_ensemble"])
+def test_a_format_5_model_predicts_as_it_did(name):
+    model = WorldModel.load(FORMAT_5 / name, device="cpu")
+    expected = np.load(FORMAT_5 / f"{name}_predictions.npz")
+    got = predictions(model, RolloutDataset.load(FORMAT_5 / "dataset"))
+    for key in expected.files:
+        np.testing.assert_allclose(got[key], expected[key], rtol=1e-5, atol=1e-6, err_msg=key)
+    # Its heads saw both latents of a step, and one reward head scored every step, endings too.
+    assert model.config.transition_heads is True and model.config.terminal_reward is False
+    assert not any("terminal_reward_head" in key for key in model.state_dict())
+    assert model.ensemble_size == (2 if name == "model_ensemble" else 1)
 
 
 def test_a_0_1_0_model_saved_again_loads_identically(tmp_path):
     model = WorldModel.load(FIXTURES / "model_vae", device="cpu")
     model.save(tmp_path / "again")
-    assert json.loads((tmp_path / "again" / "model.json").read_text())["version"] == 5
+    assert json.loads((tmp_path / "again" / "model.json").read_text())["version"] == 6
     again = WorldModel.load(tmp_path / "again", device="cpu")
     for key, value in model.state_dict().items():
         torch.testing.assert_close(again.state_dict()[key], value, rtol=0, atol=0)
@@ -106,7 +124,9 @@ def test_an_old_run_loads_and_resumes_as_it_did(fixtures, tmp_path):
     run = genrl.load_run(run_dir, device="cpu")
     assert run.config.env_id == "CartPole-v1" and run.config.train.iterations == 1
     assert run.config.fit.steps == 30 and run.config.world_model.hidden_dim == 32
-    assert run.config.world_model.transition_heads is False  # what every run config before 5 had
+    # What every run config before 5 had, and before 6.
+    assert run.config.world_model.transition_heads is (fixtures.name == "v0_3_0_f5")
+    assert run.config.world_model.terminal_reward is False
     assert [row["iteration"] for row in run.history] == [0]
     resumed = genrl.resume(run_dir, progress=False, iterations=2)
     expected = json.loads((fixtures / "run_resumed_history.json").read_text())
@@ -128,6 +148,6 @@ def test_a_file_of_an_unknown_version_names_it(tmp_path):
     meta = json.loads((tmp_path / "model" / "model.json").read_text())
     (tmp_path / "model" / "model.json").write_text(json.dumps({**meta, "version": 99}))
     with pytest.raises(
-        GenrlError, match=r"genrl\.world_model version 99; this genrl reads version 1 or 2 or 3 or 4 or 5"
+        GenrlError, match=r"genrl\.world_model version 99; this genrl reads version 1 or 2 or 3 or 4 or 5 or 6"
     ):
         WorldModel.load(tmp_path / "model")

@@ -85,8 +85,8 @@ def test_a_config_of_an_earlier_version_keeps_the_defaults_it_was_written_with()
     assert old.fit.steps == 30 and old.fit.nll_beta == BEFORE_V3_FIT["nll_beta"] == 0.0
     new = TrainConfig.from_dict({"env_id": "CartPole-v1"})
     assert (new.agent, new.dream.support, new.world_model.encoder) == ("auto", 3.0, "auto")
-    # A written config is version 5 and reads back to itself.
-    assert new.to_dict()["version"] == 5 and TrainConfig.from_dict(new.to_dict(), version=5) == new
+    # A written config is version 6 and reads back to itself.
+    assert new.to_dict()["version"] == 6 and TrainConfig.from_dict(new.to_dict(), version=6) == new
     # Version 3 truncated dreams that left the support and had a GRU of 128 for vector state.
     v3 = TrainConfig.from_dict({"env_id": "CartPole-v1"}, version=3)
     assert (v3.dream.off_support, v3.world_model.rnn_dim) == ("truncate", 128)
@@ -94,6 +94,10 @@ def test_a_config_of_an_earlier_version_keeps_the_defaults_it_was_written_with()
     # Version 4's heads saw only the latent after a step.
     v4 = TrainConfig.from_dict({"env_id": "CartPole-v1"}, version=4)
     assert v4.world_model.transition_heads is False and new.world_model.transition_heads is True
+    # Version 5's reward head also scored the steps that end an episode.
+    v5 = TrainConfig.from_dict({"env_id": "CartPole-v1"}, version=5)
+    assert v5.world_model.terminal_reward is False and v5.world_model.transition_heads is True
+    assert new.world_model.terminal_reward is True and v4.world_model.terminal_reward is False
 
 
 @pytest.mark.slow

@@ -518,3 +518,61 @@ def test_unroll_imagines_what_stepping_does(cartpole_model, pendulum_model):
                 assert torch.equal(out.terminated[:, k], step.terminated)
                 assert torch.equal(out.uncertainty[:, k], step.uncertainty)
         assert torch.equal(out.h, h)
+
+
+def _walk_to_an_edge(seed: int, episodes: int) -> RolloutDataset:
+    """A 1-D walk of +-0.25 a step that ends past |x| = 1: a step pays its progress to the right
+    (shaping, +-0.25) and the end pays +10 on the right, -10 on the left (a goal and a crash)."""
+    rng = np.random.default_rng(seed)
+    data = RolloutDataset(spaces.Box(-2.0, 2.0, (1,), np.float32), spaces.Discrete(2))
+    for _ in range(episodes):
+        xs, actions = [rng.uniform(-0.5, 0.5)], []
+        while abs(xs[-1]) <= 1.0:
+            actions.append(int(rng.integers(2)))
+            xs.append(xs[-1] + (0.25 if actions[-1] else -0.25))
+        x = np.array(xs, np.float32)[:, None]
+        reward = np.diff(x[:, 0])
+        reward[-1] = 10.0 if x[-1, 0] > 0 else -10.0
+        ends = np.zeros(len(actions), bool)
+        ends[-1] = True
+        data.add_episode(x, np.array(actions), reward.astype(np.float32), ends, np.zeros(len(actions), bool))
+    return data
+
+
+def test_endings_that_pay_apart_get_their_own_reward_head():
+    train, held_out = _walk_to_an_edge(0, 60), _walk_to_an_edge(1, 30)
+    errors = {}
+    for terminal_reward in (True, False):
+        model = WorldModel(
+            train.observation_space, train.action_space, hidden_dim=32, terminal_reward=terminal_reward, seed=0
+        )
+        model.fit(train, steps=500, progress=False)
+        dyn, ending, going_on = model.dynamics[0], [], []
+        for ep in held_out.episodes:
+            z, a = model.encode(torch.as_tensor(ep.obs)), model.actions.encode(torch.as_tensor(ep.action))
+            with torch.no_grad():
+                regular, terminal, _ = dyn.all_heads(z.new_zeros(len(a), 0), a, z[:-1], z[1:])
+            terminal = regular if terminal is None else terminal
+            scale = lambda r: (r * model.reward_std + model.reward_mean).numpy()  # noqa: E731
+            ending.append((scale(terminal)[-1] - ep.reward[-1]) ** 2)
+            going_on.extend((scale(regular)[:-1] - ep.reward[:-1]) ** 2)
+        errors[terminal_reward] = (float(np.mean(ending)), float(np.mean(going_on)))
+    # Each head on its own steps: the shaping (+-0.25, variance 1/16) and the +-10 endings. One
+    # head for both explains neither.
+    assert errors[True][1] < 0.01 < errors[False][1]
+    assert errors[True][0] < 10.0 < 40.0 < errors[False][0]
+    assert model.config.terminal_reward is False and not hasattr(model.dynamics[0], "terminal_reward_head")
+
+
+def test_a_dream_step_that_ends_pays_the_terminal_reward_head(cartpole_dataset):
+    model = WorldModel(cartpole_dataset.observation_space, cartpole_dataset.action_space, hidden_dim=16, seed=0)
+    obs = torch.as_tensor(cartpole_dataset.all_states()[:64])
+    z, h, action = model.encode(obs), model.initial_state(64), torch.arange(64) % 2
+    with torch.no_grad():
+        out = model.step(z, h, action, temperature=0.0)
+        dyn, a = model.dynamics[0], model.actions.encode(action)
+        regular, terminal, logit = dyn.all_heads(dyn.cell(z, h, a), a, z, out.z)
+    expected = torch.where(logit > 0, terminal, regular) * model.reward_std + model.reward_mean
+    torch.testing.assert_close(out.reward, expected)
+    assert out.terminated.equal(logit > 0)
+    assert not torch.allclose(terminal, regular)

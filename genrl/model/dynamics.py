@@ -6,6 +6,9 @@ For a batch, with ``a`` the action as a vector (one-hot or scaled to [-1, 1])::
     p(z_{t+1})    = sum_k pi_k N(z_t + mu_k, sigma_k)        mixture from (h_{t+1}, a_t[, z_t])
     r_t, done_t   = heads(h_{t+1}, a_t, z_t, z_{t+1})         z_t only with transition_heads
 
+With ``terminal_reward`` a second reward head scores the steps that end the episode (done_t's
+logit > 0) and the first one all others: endings often pay what no other step does.
+
 With ``rnn_dim=0`` there is no GRU and ``h`` has width 0: Markov dynamics, as in PETS and MBPO,
 for a state that is all there is to know (most vector observations). Teacher-forced training is
 then one batched MLP call instead of a recurrence over the window.
@@ -36,6 +39,7 @@ class LatentDynamics(nn.Module):
         self.precise = precise
         self.rnn_dim = c.rnn_dim
         self.transition_heads = c.transition_heads
+        self.terminal_reward = c.terminal_reward
         if c.rnn_dim:
             self.rnn_in = nn.Sequential(nn.Linear(latent_dim + action_dim, c.rnn_dim), nn.SiLU())
             self.rnn = nn.GRU(c.rnn_dim, c.rnn_dim, batch_first=True)
@@ -47,6 +51,8 @@ class LatentDynamics(nn.Module):
         self.mdn = MixtureDensityHead(mdn_in, latent_dim, c.num_mixtures, c.hidden_dim, linear)
         seen = (2 if c.transition_heads else 1) * latent_dim
         self.reward_head = mlp(head_in + seen, c.hidden_dim, 1, layers=1)
+        if c.terminal_reward:
+            self.terminal_reward_head = mlp(head_in + seen, c.hidden_dim, 1, layers=1)
         self.termination_head = mlp(head_in + seen, c.hidden_dim, 1, layers=1)
 
     def cell(self, z: torch.Tensor, h: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
@@ -76,8 +82,19 @@ class LatentDynamics(nn.Module):
         self, h: torch.Tensor, a: torch.Tensor, z: torch.Tensor, z_next: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Standardised reward and termination logit of each transition z -> z_next (> 0: it ends)."""
+        reward, terminal_reward, termination = self.all_heads(h, a, z, z_next)
+        if terminal_reward is not None:
+            reward = torch.where(termination > 0, terminal_reward, reward)
+        return reward, termination
+
+    def all_heads(
+        self, h: torch.Tensor, a: torch.Tensor, z: torch.Tensor, z_next: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """Each head's output: the reward if the step goes on, if it ends (None without that
+        head), and the termination logit; the losses train each on its own steps."""
         feat = torch.cat([h, a, z, z_next] if self.transition_heads else [h, a, z_next], dim=-1)
-        return self.reward_head(feat).squeeze(-1), self.termination_head(feat).squeeze(-1)
+        terminal = self.terminal_reward_head(feat).squeeze(-1) if self.terminal_reward else None
+        return self.reward_head(feat).squeeze(-1), terminal, self.termination_head(feat).squeeze(-1)
 
     @torch.no_grad()
     def set_linear_core(self, weight: torch.Tensor, bias: torch.Tensor) -> None:

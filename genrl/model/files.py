@@ -1,5 +1,8 @@
 """The world model's file format: a folder with ``model.json`` and ``weights.safetensors``.
 
+Version 6 (genrl 0.3) adds ``config.terminal_reward`` (the reward of a step that ends the episode
+has its own head, ``dynamics.<k>.terminal_reward_head.*``); older files load with ``False``.
+
 Version 5 (genrl 0.3) adds ``config.transition_heads`` (the reward and termination heads see the
 latent before a step as well as after it); older files load with ``False``, as they were trained.
 
@@ -35,7 +38,14 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from genrl.errors import GenrlError
-from genrl.model.config import BEFORE_V3_FIT, BEFORE_V3_MODEL, BEFORE_V5_MODEL, FitConfig, WorldModelConfig
+from genrl.model.config import (
+    BEFORE_V3_FIT,
+    BEFORE_V3_MODEL,
+    BEFORE_V5_MODEL,
+    BEFORE_V6_MODEL,
+    FitConfig,
+    WorldModelConfig,
+)
 from genrl.model.world_model import WorldModel
 from genrl.util.checks import check_int, describe, from_mapping, one_line
 from genrl.util.device import resolve_device
@@ -43,8 +53,8 @@ from genrl.util.files import atomic_write, check_format, check_tensors, read_jso
 from genrl.util.spaces import space_from_json, space_to_json
 
 FORMAT = "genrl.world_model"
-VERSION = 5
-READS = (1, 2, 3, 4, 5)
+VERSION = 6
+READS = (1, 2, 3, 4, 5, 6)
 # Version 3 added the data's support; older files load with none (unbounded) until a refit.
 SUPPORT = ("support_low", "support_high", "support_scale", "reward_low", "reward_high")
 # Version 1 kept the dynamics' modules at the top level of the state dict.
@@ -124,6 +134,7 @@ def _model_args(meta: dict[str, Any], version: int) -> tuple:
         flat = {
             **BEFORE_V3_MODEL,
             **BEFORE_V5_MODEL,
+            **BEFORE_V6_MODEL,
             **BEFORE_V3_FIT,
             **{k: v for k, v in config.items() if k != "seed"},
         }
@@ -133,6 +144,8 @@ def _model_args(meta: dict[str, Any], version: int) -> tuple:
         fit, sizes = {**BEFORE_V3_FIT, **fit}, {**BEFORE_V3_MODEL, **config}
     if version < 5:
         sizes = {**BEFORE_V5_MODEL, **sizes}
+    if version < 6:
+        sizes = {**BEFORE_V6_MODEL, **sizes}
     fit = from_mapping(FitConfig, fit, "fit settings")
     sizes = from_mapping(WorldModelConfig, sizes, "world model settings")
     return obs_space, act_space, sizes, fit, check_int(meta.get("seed"), "seed", 0, 2**63 - 1)

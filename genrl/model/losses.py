@@ -4,7 +4,9 @@ Per window, with ``m`` the mask of real (not padded) steps, every term a masked 
 
     reconstruction, kl   the VAE's (none for an exact encoder)
     dynamics_nll         -log p(z_{t+1} | history) / latent_dim, beta-NLL weighted if nll_beta > 0
-    reward, termination  squared error of the standardised reward; weighted BCE of the end
+    reward, termination  squared error of the standardised reward (of the terminal reward head
+                         on steps that end the episode, where the model has one); weighted BCE
+                         of the end
     prediction           decoded one-step prediction error, in observation space
     open_loop            decoded error of open_loop_steps steps fed the model's own predictions
 
@@ -93,7 +95,9 @@ def _teacher_forced(
     # Likelihood in latent space alone lets small latent errors become large observation
     # errors; scoring the decoded mixture mean in observation space keeps predictions sharp there.
     prediction = (model.decoder(mixture_mean(logits, mu)) - obs[:, 1:]).pow(2).flatten(2).mean(-1)
-    reward_logit, termination_logit = dynamics.heads(h, actions, zt[:, :-1], zt[:, 1:])
+    reward_logit, terminal_logit, termination_logit = dynamics.all_heads(h, actions, zt[:, :-1], zt[:, 1:])
+    if terminal_logit is not None:  # each reward head learns on its own steps
+        reward_logit = torch.where(batch["terminated"], terminal_logit, reward_logit)
     reward_target = (batch["reward"] - model.reward_mean) / model.reward_std
     termination = F.binary_cross_entropy_with_logits(
         termination_logit,

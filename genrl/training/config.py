@@ -25,6 +25,7 @@ from genrl.model.config import (
     BEFORE_V3_FIT,
     BEFORE_V3_MODEL,
     BEFORE_V5_MODEL,
+    BEFORE_V6_MODEL,
     FitConfig,
     WorldModelConfig,
     split_settings,
@@ -32,8 +33,8 @@ from genrl.model.config import (
 from genrl.util.checks import check_choice, check_float, check_int, describe, from_mapping, set_field
 
 FORMAT = "genrl.train_config"
-VERSION = 5  # 0.1.0 wrote a flat config.json with no format field: version 1
-READS = (1, 2, 3, 4, 5)
+VERSION = 6  # 0.1.0 wrote a flat config.json with no format field: version 1
+READS = (1, 2, 3, 4, 5, 6)
 
 
 @dataclass(frozen=True)
@@ -215,7 +216,7 @@ class TrainConfig:
         if "id" in data:
             data["env_id"] = data.pop("id")
         sections = route(data)
-        for before, defaults in ((3, BEFORE_V3), (4, BEFORE_V4), (5, BEFORE_V5)):
+        for before, defaults in ((3, BEFORE_V3), (4, BEFORE_V4), (5, BEFORE_V5), (6, BEFORE_V6)):
             if version < before:
                 for key, value in defaults.items():
                     sections[key] = (
@@ -269,6 +270,9 @@ BEFORE_V4: dict[str, Any] = {"world_model": {"rnn_dim": 128}, "dream": {"off_sup
 
 # The defaults of run config version 4 that version 5 changed.
 BEFORE_V5: dict[str, Any] = {"world_model": BEFORE_V5_MODEL}
+
+# The defaults of run config version 5 that version 6 changed.
+BEFORE_V6: dict[str, Any] = {"world_model": BEFORE_V6_MODEL}
 
 
 def route(flat: dict[str, Any]) -> dict[str, Any]:
