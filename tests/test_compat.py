@@ -148,6 +148,7 @@ def test_a_file_of_an_unknown_version_names_it(tmp_path):
     meta = json.loads((tmp_path / "model" / "model.json").read_text())
     (tmp_path / "model" / "model.json").write_text(json.dumps({**meta, "version": 99}))
     with pytest.raises(
-        GenrlError, match=r"genrl\.world_model version 99; this genrl reads version 1 or 2 or 3 or 4 or 5 or 6"
+        GenrlError,
+        match=r"genrl\.world_model version 99; this genrl reads version 1 or 2 or 3 or 4 or 5 or 6",
     ):
         WorldModel.load(tmp_path / "model")

@@ -543,9 +543,8 @@ def test_endings_that_pay_apart_get_their_own_reward_head():
     train, held_out = _walk_to_an_edge(0, 60), _walk_to_an_edge(1, 30)
     errors = {}
     for terminal_reward in (True, False):
-        model = WorldModel(
-            train.observation_space, train.action_space, hidden_dim=32, terminal_reward=terminal_reward, seed=0
-        )
+        spaces_ = (train.observation_space, train.action_space)
+        model = WorldModel(*spaces_, hidden_dim=32, terminal_reward=terminal_reward, seed=0)
         model.fit(train, steps=500, progress=False)
         dyn, ending, going_on = model.dynamics[0], [], []
         for ep in held_out.episodes:
@@ -553,9 +552,9 @@ def test_endings_that_pay_apart_get_their_own_reward_head():
             with torch.no_grad():
                 regular, terminal, _ = dyn.all_heads(z.new_zeros(len(a), 0), a, z[:-1], z[1:])
             terminal = regular if terminal is None else terminal
-            scale = lambda r: (r * model.reward_std + model.reward_mean).numpy()  # noqa: E731
-            ending.append((scale(terminal)[-1] - ep.reward[-1]) ** 2)
-            going_on.extend((scale(regular)[:-1] - ep.reward[:-1]) ** 2)
+            std, mean = model.reward_std, model.reward_mean
+            ending.append(((terminal * std + mean).numpy()[-1] - ep.reward[-1]) ** 2)
+            going_on.extend(((regular * std + mean).numpy()[:-1] - ep.reward[:-1]) ** 2)
         errors[terminal_reward] = (float(np.mean(ending)), float(np.mean(going_on)))
     # Each head on its own steps: the shaping (+-0.25, variance 1/16) and the +-10 endings. One
     # head for both explains neither.
@@ -565,7 +564,8 @@ def test_endings_that_pay_apart_get_their_own_reward_head():
 
 
 def test_a_dream_step_that_ends_pays_the_terminal_reward_head(cartpole_dataset):
-    model = WorldModel(cartpole_dataset.observation_space, cartpole_dataset.action_space, hidden_dim=16, seed=0)
+    spaces_ = (cartpole_dataset.observation_space, cartpole_dataset.action_space)
+    model = WorldModel(*spaces_, hidden_dim=16, seed=0)
     obs = torch.as_tensor(cartpole_dataset.all_states()[:64])
     z, h, action = model.encode(obs), model.initial_state(64), torch.arange(64) % 2
     with torch.no_grad():

@@ -111,12 +111,7 @@ class DreamBatch:
             None if max_disagreement is None else check_float(max_disagreement, "max_disagreement", 0.0)
         )
         self.exploration_bonus = check_float(exploration_bonus, "exploration_bonus", 0.0)
-        self.reward_penalty = check_float(reward_penalty, "reward_penalty", 0.0)
-        if self.reward_penalty and model.ensemble_size == 1:
-            raise GenrlError(
-                f"reward_penalty: expected a model with ensemble_size >= 2 (one model has no spread "
-                f"of rewards to charge for), got reward_penalty={self.reward_penalty} and ensemble_size=1"
-            )
+        self.reward_penalty = check_penalty(reward_penalty, model)
         self.member_mode = check_choice(member, "member", ("episode", "step"))
         self.clip_reward = bool(clip_reward)
         self.obs_mode = check_choice(obs_mode, "obs_mode", ("decoded", "latent"))
@@ -271,6 +266,17 @@ class DreamBatch:
         if self.obs_mode == "decoded":
             return render_bars(obs - self.model.obs_mean.cpu().numpy(), self.model.obs_std.cpu().numpy())
         return render_bars(obs, np.ones_like(obs))
+
+
+def check_penalty(reward_penalty: float, model: WorldModel) -> float:
+    """``reward_penalty`` as a float >= 0, if the model has members whose rewards can spread."""
+    penalty = check_float(reward_penalty, "reward_penalty", 0.0)
+    if penalty and model.ensemble_size == 1:
+        raise GenrlError(
+            f"reward_penalty: expected a model with ensemble_size >= 2 (one model has no spread "
+            f"of rewards to charge for), got reward_penalty={penalty} and ensemble_size=1"
+        )
+    return penalty
 
 
 def check_dataset(dataset: RolloutDataset | None, model: WorldModel) -> None:
