@@ -221,6 +221,7 @@ def member_matmuls(dynamics: nn.Module, linears: Any) -> list[tuple[str, int, in
         *linears("mdn.net", dynamics.mdn.net),
         *linears("mdn.linear", dynamics.mdn.linear),
         *linears("reward_head", dynamics.reward_head),
+        *linears("terminal_reward_head", getattr(dynamics, "terminal_reward_head", None)),
         *linears("termination_head", dynamics.termination_head),
     ]
 
@@ -233,7 +234,9 @@ def step_matmuls(model: genrl.WorldModel) -> list[dict[str, Any]]:
     """
 
     def linears(part: str, module: nn.Module | None) -> list[tuple[str, int, int]]:
-        if module is None:  # mdn.linear exists only with the identity encoder (its linear core)
+        # mdn.linear exists only with the identity encoder (its linear core), terminal_reward_head
+        # only with world_model.terminal_reward
+        if module is None:
             return []
         return [
             (f"{part}.{name}" if name else part, sub.in_features, sub.out_features)

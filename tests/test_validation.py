@@ -555,8 +555,8 @@ CASES = [
         id="load-model-from-dataset-folder",
     ),
     pytest.param(
-        lambda w: WorldModel.load(_edit_json(w.saved_model() / "model.json", version=6)),
-        r"model\.json is genrl\.world_model version 6; this genrl reads version 1 or 2 or 3 or 4 or 5$",
+        lambda w: WorldModel.load(_edit_json(w.saved_model() / "model.json", version=7)),
+        r"model\.json is genrl\.world_model version 7; this genrl reads version 1 or 2 or 3 or 4 or 5 or 6$",
         id="load-model-of-newer-version",
     ),
     pytest.param(
