@@ -82,30 +82,20 @@ def test_an_old_model_predicts_as_it_did(fixtures, name):
 
 
 @pytest.mark.parametrize("name", ["model_identity", "model_ensemble"])
-def test_a_format_4_model_predicts_as_it_did(name):
-    model = WorldModel.load(FORMAT_4 / name, device="cpu")
-    expected = np.load(FORMAT_4 / f"{name}_predictions.npz")
-    got = predictions(model, RolloutDataset.load(FORMAT_4 / "dataset"))
+@pytest.mark.parametrize("folder, transition_heads", [(FORMAT_4, False), (FORMAT_5, True)])
+def test_a_format_4_or_5_model_predicts_as_it_did(folder, transition_heads, name):
+    model = WorldModel.load(folder / name, device="cpu")
+    expected = np.load(folder / f"{name}_predictions.npz")
+    got = predictions(model, RolloutDataset.load(folder / "dataset"))
     for key in expected.files:
         np.testing.assert_allclose(got[key], expected[key], rtol=1e-5, atol=1e-6, err_msg=key)
-    # Its heads saw only the latent after a step, its dynamics were Markov, and a fit set its support.
-    assert model.config.transition_heads is False and model.config.rnn_dim == 0
+    # Format 4's heads saw only the latent after a step, format 5's both; in both one reward head
+    # scored every step, endings too. Their dynamics were Markov, and a fit set their support.
+    assert model.config.transition_heads is transition_heads and model.config.rnn_dim == 0
     assert model.config.terminal_reward is False
-    assert model.ensemble_size == (2 if name == "model_ensemble" else 1)
-    assert torch.isfinite(model.support_high).all() and torch.isfinite(model.reward_low)
-
-
-@pytest.mark.parametrize("name", ["model_identity", "model_ensemble"])
-def test_a_format_5_model_predicts_as_it_did(name):
-    model = WorldModel.load(FORMAT_5 / name, device="cpu")
-    expected = np.load(FORMAT_5 / f"{name}_predictions.npz")
-    got = predictions(model, RolloutDataset.load(FORMAT_5 / "dataset"))
-    for key in expected.files:
-        np.testing.assert_allclose(got[key], expected[key], rtol=1e-5, atol=1e-6, err_msg=key)
-    # Its heads saw both latents of a step, and one reward head scored every step, endings too.
-    assert model.config.transition_heads is True and model.config.terminal_reward is False
     assert not any("terminal_reward_head" in key for key in model.state_dict())
     assert model.ensemble_size == (2 if name == "model_ensemble" else 1)
+    assert torch.isfinite(model.support_high).all() and torch.isfinite(model.reward_low)
 
 
 def test_a_0_1_0_model_saved_again_loads_identically(tmp_path):
