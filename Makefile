@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 TORCH  ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo "torch>=2.2" || echo "torch==2.13.0")
 
 # The optional extras that install and run on a CPU machine, so `make test` runs their tests too.
-EXTRAS ?= ray,minari,box2d,mujoco
+EXTRAS ?= ray,minari,box2d,mujoco,minatar,pixels
 
 .PHONY: setup demo test lint format bench clean
 

@@ -6,7 +6,8 @@ The code follows the data flow, one folder per stage (imports point down this li
     genrl.data        real envs -> episodes on disk: collect (local or on Ray), RolloutDataset,
                       Episode, Minari import and export
     genrl.model       the world model: encoders, dynamics, losses, trainer, file format
-    genrl.dream       dreams: DreamEnv, DreamVecEnv, genrl/Dream-v0
+    genrl.dream       dreams: DreamEnv, DreamVecEnv, genrl/Dream-v0; LatentObservation (a real env
+                      seen through a model's features, as latent-mode dreams see themselves)
     genrl.evaluation  reports on a model       genrl.anomaly  surprise and faults
     genrl.guidance    steering the model toward reward: Planner, generate, augmentation, synthesis
     genrl.training    the loop, its config, checkpoints, runs, sweeps, SB3 callbacks (Dyna,
@@ -19,6 +20,7 @@ from genrl.data.dataset import RolloutDataset
 from genrl.data.episode import Episode
 from genrl.data.minari import from_minari, to_minari
 from genrl.dream.env import DreamEnv
+from genrl.dream.latent import LatentObservation, LatentPolicy
 from genrl.dream.package import EnvPackage, load_package
 from genrl.dream.registration import register_envs
 from genrl.dream.vec_env import DreamVecEnv
@@ -49,6 +51,8 @@ __all__ = [
     "FitConfig",
     "GenrlError",
     "ImaginedReplay",
+    "LatentObservation",
+    "LatentPolicy",
     "Planner",
     "RealEvaluation",
     "RolloutDataset",

@@ -13,8 +13,9 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -32,6 +33,7 @@ from genrl.dream.env import DreamEnv
 from genrl.errors import GenrlError
 from genrl.evaluation.evaluate import PREDICTORS, evaluate
 from genrl.evaluation.report import write_report
+from genrl.evaluation.video import write_gif
 from genrl.guidance.generate import GUIDES, generate
 from genrl.guidance.planner import METHODS, Planner
 from genrl.guidance.synthesis import synthesize
@@ -39,7 +41,7 @@ from genrl.model.world_model import WorldModel
 from genrl.training.config import resolve_config
 from genrl.training.loop import default_run_dir, resume, train_in_imagination
 from genrl.training.package import train_on_package
-from genrl.training.run import load_run
+from genrl.training.run import load_agent, load_run, read_config
 from genrl.training.sweep import parse_setting, sweep
 from genrl.util.device import resolve_device
 from genrl.util.files import write_json
@@ -360,32 +362,69 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
 
 def cmd_dream(args: argparse.Namespace) -> int:
-    """Roll out a saved world model under random actions and report what it imagines."""
-    env = DreamEnv(args.model_dir, horizon=args.horizon, temperature=args.temperature)
+    """Roll out a saved world model under random actions (or a run's agent) and report what it
+    imagines; ``--record`` writes the dreams as an animated GIF."""
+    record = Path(args.record) if args.record is not None else None
+    if record is not None and record.suffix.lower() != ".gif":
+        raise GenrlError(f"--record: expected a path ending in .gif, got {str(record)!r}")
+    env = DreamEnv(
+        args.model_dir,
+        horizon=args.horizon,
+        temperature=args.temperature,
+        render_mode="rgb_array" if record is not None else None,
+    )
     env.action_space.seed(args.seed)
-    table = Table(title=f"dreams of {args.model_dir} (random actions)")
+    act, driver = _dream_driver(args.agent, env)
+    table = Table(title=f"dreams of {args.model_dir} ({driver})")
     for name in ("episode", "return", "length", "mean uncertainty", "ended by"):
         table.add_column(name, justify="right")
-    returns, lengths = [], []
-    for episode in range(args.episodes):
-        env.reset(seed=args.seed if episode == 0 else None)
+    returns, lengths, frames, steps = [], [], [], 0
+    # --steps N: dreams one after another for N steps in all (the last may be cut short).
+    more = (lambda: steps < args.steps) if args.steps is not None else (lambda: len(lengths) < args.episodes)
+    while more():
+        obs, _ = env.reset(seed=args.seed if not lengths else None)
+        if record is not None:
+            frames.append(env.render())
         total, length, uncertainty, terminated, truncated = 0.0, 0, 0.0, False, False
-        while not (terminated or truncated):
-            _, reward, terminated, truncated, info = env.step(env.action_space.sample())
-            total += reward
-            length += 1
+        while not (terminated or truncated) and (args.steps is None or steps < args.steps):
+            obs, reward, terminated, truncated, info = env.step(act(obs))
+            total, length, steps = total + reward, length + 1, steps + 1
             uncertainty += info["uncertainty"]
+            if record is not None:
+                frames.append(env.render())
         returns.append(total)
         lengths.append(length)
-        ended = "termination" if terminated else "horizon"
-        table.add_row(str(episode), f"{total:.1f}", str(length), f"{uncertainty / length:.4f}", ended)
+        ended = "--steps" if not (terminated or truncated) else "termination" if terminated else "horizon"
+        ended = "left support" if info.get("left_support") else ended
+        table.add_row(
+            str(len(lengths) - 1), f"{total:.1f}", str(length), f"{uncertainty / length:.4f}", ended
+        )
     env.close()
     console.print(table)
     print(
-        f"{args.episodes} dreams: return {np.mean(returns):.1f} ± {np.std(returns):.1f}, "
+        f"{len(lengths)} dreams: return {np.mean(returns):.1f} ± {np.std(returns):.1f}, "
         f"length {np.mean(lengths):.1f} (horizon {env.dream.horizon}, temperature {env.dream.temperature:g})."
     )
+    if record is not None:
+        write_gif(record, frames, args.fps)
+        print(f"Recorded {len(frames)} frames ({steps} steps, {args.fps:g} fps) to {record}.")
     return 0
+
+
+def _dream_driver(agent_dir: str | None, env: DreamEnv) -> tuple[Callable[[np.ndarray], Any], str]:
+    """What acts in the dream: a run's saved agent (deterministic), else random actions."""
+    if agent_dir is None:
+        return lambda obs: env.action_space.sample(), "random actions"
+    run_dir = Path(agent_dir)
+    agent = load_agent(read_config(run_dir), run_dir / "policy.safetensors")
+    shape, agent_shape = env.observation_space.shape, agent.observation_space.shape
+    # SB3 feeds a CNN channels first (VecTransposeImage) and transposes observations itself.
+    if agent_shape not in (shape, (shape[-1], *shape[:-1]) if len(shape) == 3 else shape):
+        raise GenrlError(
+            f"--agent {agent_dir}: expected an agent of the dream's observations {shape}, got one of "
+            f"{agent_shape} (a run of another env?)"
+        )
+    return lambda obs: agent.predict(obs, deterministic=True)[0], f"the agent of {agent_dir}"
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -508,6 +547,16 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
+    return value
+
+
 def _fraction(text: str) -> float:
     try:
         value = float(text)
@@ -596,7 +645,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--env", metavar="PRESET", help="take the world-model settings from this env preset")
     p.set_defaults(func=cmd_fit)
 
-    p = sub.add_parser("dream", parents=[_common()], help="roll out a saved world model with random actions")
+    p = sub.add_parser(
+        "dream", parents=[_common()], help="roll out a saved world model (random actions or an agent)"
+    )
     p.add_argument(
         "model_dir",
         metavar="MODEL_DIR",
@@ -609,6 +660,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--temperature", type=_non_negative_float, help="dynamics temperature (default: 1, or the package's)"
+    )
+    p.add_argument("--record", metavar="FILE.gif", help="write the dreams' frames as an animated GIF")
+    p.add_argument(
+        "--agent", metavar="RUN_DIR", help="act with the agent of this `genrl train` run (default: random)"
+    )
+    p.add_argument(
+        "--steps",
+        type=_positive_int,
+        help="dream steps in all, dreams one after another (instead of --episodes)",
+    )
+    p.add_argument(
+        "--fps", type=_positive_float, default=10.0, help="frames a second of --record (default: 10)"
     )
     p.set_defaults(func=cmd_dream)
 

@@ -11,6 +11,7 @@ from stable_baselines3.common.vec_env import VecMonitor
 
 import genrl
 from genrl import DreamVecEnv, FitConfig, GenrlError, TrainConfig, WorldModel, WorldModelConfig
+from genrl.data.envs import make_env
 from genrl.training.agents import (
     ALGORITHMS,
     LinearPerLearn,
@@ -176,7 +177,7 @@ def test_env_presets_are_valid():
         # Every setting is one the loop and the world model know.
         cfg = TrainConfig.from_preset(preset)
         assert isinstance(cfg.world_model, WorldModelConfig) and isinstance(cfg.fit, FitConfig)
-        env = gym.make(cfg.env_id)  # and the model it describes can be built for that env
+        env = make_env(cfg.env_id)  # and the model it describes can be built for that env
         WorldModel(env.observation_space, env.action_space, cfg.world_model, cfg.fit, seed=0)
         env.close()
         if "agent" in preset:

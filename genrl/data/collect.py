@@ -47,7 +47,9 @@ def collect(
     :param episodes: instead of ``steps``, the number of whole episodes to record; episodes still
         running when they are complete are dropped, not cut
     :param policy: ``None`` for uniform random actions, an SB3 model (anything with ``predict``),
-        or a callable mapping a batch of observations (n_envs, *obs_shape) to a batch of actions
+        or a callable mapping a batch of observations (n_envs, *obs_shape) to a batch of actions;
+        a policy with an ``episode_start(starts)`` method is told, before each batch, which envs'
+        observations begin an episode (a recurrent policy resets its state there)
     :param seed: seeds the env's reset and the random actions; None draws fresh entropy
     :param path: dataset folder to create or append to (ignored if ``dataset`` is given)
     :param dataset: an existing dataset to append to
@@ -99,7 +101,8 @@ def _collect_locally(
         random = lambda obs: venv.action_space.sample()  # noqa: E731
         act = as_policy(policy, ActionCodec(act_space), deterministic, random)
         limit = _Limit(steps, episodes)
-        _run(venv, limit, act, dataset, seed, epsilon, progress, check_obs=policy is not None)
+        hook = getattr(policy, "episode_start", None)
+        _run(venv, limit, act, dataset, seed, epsilon, progress, check_obs=policy is not None, hook=hook)
     finally:
         if owned:
             venv.close()
@@ -235,8 +238,9 @@ def _run(
     epsilon: float,
     progress: bool,
     check_obs: bool,
+    hook: Callable[[np.ndarray], None] | None = None,
 ) -> None:
-    """Step ``venv`` until ``limit`` is reached.
+    """Step ``venv`` until ``limit`` is reached; ``hook(starts)`` hears which observations begin episodes.
 
     Episodes are checked for NaN and inf as they are stored; ``check_obs`` also checks each step's
     observations before a policy acts on them, so that a bad env is not reported as a bad policy.
@@ -250,11 +254,14 @@ def _run(
     obs, _ = venv.reset(seed=seed)
     episodes = [_Episode(i, obs[i]) for i in range(n)]
     resetting = np.zeros(n, dtype=bool)  # NEXT_STEP: this env's next step() only resets it
+    starts = np.ones(n, dtype=bool)  # which observations in obs begin an episode
     unit = "step" if limit.steps is not None else "episode"
     with progress_bar(total=limit.total, desc="collect", unit=unit, disable=not progress) as bar:
         while not limit.done():
             if check_obs and not np.isfinite(obs).all():
                 episodes[int(np.argwhere(~np.isfinite(obs))[0][0])].check_finite()
+            if hook is not None:
+                hook(starts)
             action = np.asarray(policy(obs))
             if epsilon > 0:
                 explore = rng.random(n) < epsilon
@@ -279,7 +286,10 @@ def _run(
                     episodes[i] = _Episode(i, next_obs[i])
                     limit.finished += 1
                 bar.update(1 if unit == "step" else int(done))
-            resetting = (terminated | truncated) if mode == AutoresetMode.NEXT_STEP else np.zeros(n, bool)
+            ended = np.asarray(terminated | truncated)
+            # NEXT_STEP: the step after an episode's last is the reset; SAME_STEP: that step itself.
+            starts = resetting.copy() if mode == AutoresetMode.NEXT_STEP else ended
+            resetting = ended if mode == AutoresetMode.NEXT_STEP else np.zeros(n, bool)
             obs = next_obs
     if limit.steps is not None:
         for episode in episodes:

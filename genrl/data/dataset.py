@@ -1,18 +1,26 @@
 """RolloutDataset: whole episodes of a real environment, on disk, with sampling for training.
 
-On-disk schema (version 1), one folder per dataset::
+On-disk schema (version 2), one folder per dataset::
 
-    dataset.json            {"format": "genrl.rollouts", "version": 1,
+    dataset.json            {"format": "genrl.rollouts", "version": 2,
                              "observation_space": <space JSON>, "action_space": <space JSON>}
     episodes/000000.npz     one file per episode, written atomically, arrays:
-        obs         (T+1, *obs_shape) float32   obs[0] is the reset observation, obs[t+1] follows action[t]
+        obs         (T+1, *obs_shape)           obs[0] is the reset observation, obs[t+1] follows action[t];
+                                                float32, or for images (H, W, C) the space's own
+                                                dtype (uint8 pixels, bool cells), deflated
         action      (T, *action_shape)          int64 for Discrete, float32 for Box
         reward      (T,) float32                reward[t] for the transition obs[t] -> obs[t+1]
         terminated  (T,) bool                   only the last step may be True
         truncated   (T,) bool                   last step only (time limit or collection stopped)
     episodes/000000.json    optional, beside its episode: a JSON object about the episode as a whole
                             (``Episode.info``; generated episodes record their guide and predicted
-                            return). Readers that do not know it ignore it: the version stays 1.
+                            return). Readers that do not know it ignore it.
+
+Version 1 (genrl 0.1 to 0.3) held vector observations only, as float32 in uncompressed archives;
+it loads unchanged. Version 2 keeps image frames as the env gave them (uint8 is a quarter of
+float32) and compresses their files (``np.savez_compressed``; CarRacing's frames deflate about
+5x), and in memory an image dataset is never concatenated into one array: windows and frames are
+gathered from the episodes, so memory holds each frame once.
 
 Files are numpy ``.npz`` archives (as ``np.savez`` writes them). Loading reads arrays of numbers
 and booleans only, never pickles, and checks each array's header against the bytes it holds, so
@@ -35,10 +43,18 @@ from genrl.data.episode import FIELDS, Episode, window_index
 from genrl.errors import GenrlError
 from genrl.util.checks import describe, one_line
 from genrl.util.files import check_format, read_json, read_npz, write_json, write_npz
-from genrl.util.spaces import ActionCodec, check_spaces_match, check_supported, space_from_json, space_to_json
+from genrl.util.spaces import (
+    ActionCodec,
+    check_spaces_match,
+    check_supported,
+    is_image,
+    space_from_json,
+    space_to_json,
+)
 
 FORMAT = "genrl.rollouts"
-VERSION = 1
+VERSION = 2
+READS = (1, 2)
 KEYS = FIELDS  # the arrays of each episode file
 
 
@@ -59,6 +75,7 @@ class RolloutDataset:
         check_supported(observation_space, action_space)
         self.observation_space = observation_space
         self.action_space = action_space
+        self.image = is_image(observation_space)
         self.path = Path(path) if path is not None else None
         self.episodes: list[Episode] = []
         self._flat: dict[str, np.ndarray] | None = None
@@ -83,7 +100,7 @@ class RolloutDataset:
         """Open a dataset folder, validating every episode file."""
         path = Path(path)
         meta = read_json(path / "dataset.json", "a genrl dataset (dataset.json)")
-        check_format(meta, FORMAT, VERSION, path / "dataset.json")
+        check_format(meta, FORMAT, READS, path / "dataset.json")
         try:
             obs_space = space_from_json(meta.get("observation_space"))
             act_space = space_from_json(meta.get("action_space"))
@@ -92,6 +109,7 @@ class RolloutDataset:
             raise GenrlError(f"{path / 'dataset.json'}: {exc}") from None
         ds = cls.__new__(cls)
         ds.observation_space, ds.action_space, ds.path = obs_space, act_space, path
+        ds.image = is_image(obs_space)
         ds.episodes, ds._flat = [], None
         for file in sorted((path / "episodes").glob("*.npz")):
             info = file.with_suffix(".json")
@@ -139,7 +157,7 @@ class RolloutDataset:
             name = self.path / "episodes" / f"{self._next_index():06d}"
             if episode.info:  # first, so that an episode file never lacks the info it was given
                 write_json(name.with_suffix(".json"), episode.info)
-            write_npz(name.with_suffix(".npz"), episode.arrays())
+            write_npz(name.with_suffix(".npz"), episode.arrays(), compress=self.image)
         self.episodes.append(episode)
         self._flat = None
 
@@ -155,7 +173,9 @@ class RolloutDataset:
             given = np.asarray(ep[key]).dtype
             if given.kind not in "biuf":  # strings, objects, complex or structured values cannot be cast
                 raise GenrlError(f"{source}: expected {key} to hold numbers or booleans, got dtype {given}")
-        obs = np.asarray(ep["obs"], dtype=np.float32)
+        # Frames stay in the space's dtype (uint8 is a quarter of float32); vectors are float32.
+        obs = np.asarray(ep["obs"])
+        obs = obs.astype(self.observation_space.dtype if self.image else np.float32, copy=False)
         steps = obs.shape[0] - 1 if obs.ndim > 0 else -1
         if steps < 1 or obs.shape[1:] != self.observation_space.shape:
             raise GenrlError(
@@ -223,18 +243,35 @@ class RolloutDataset:
         ds.episodes = [self.episodes[i] for i in indices]
         return ds
 
+    def with_observations(self, space: spaces.Space, observations: Sequence[np.ndarray]) -> RolloutDataset:
+        """An in-memory dataset of the same steps seen through other observations (one array of
+        (T+1, *space.shape) per episode): an image dataset's frames replaced by their latents."""
+        if len(observations) != len(self.episodes):
+            raise GenrlError(f"expected {len(self.episodes)} observation arrays, got {len(observations)}")
+        ds = RolloutDataset(space, self.action_space)
+        ds.episodes = [
+            Episode(
+                np.asarray(o, dtype=np.float32), ep.action, ep.reward, ep.terminated, ep.truncated, ep.info
+            )
+            for ep, o in zip(self.episodes, observations, strict=True)
+        ]
+        return ds
+
     def _require_data(self) -> None:
         if not self.episodes:
             raise GenrlError("the dataset is empty: expected at least one episode, collect some data first")
 
     def _flatten(self) -> dict[str, np.ndarray]:
+        """The episodes' arrays end to end, for fast indexing; an image dataset's frames are not
+        copied (``obs`` is absent): they are gathered from the episodes."""
         if self._flat is None:
             lengths = np.array([ep.length for ep in self.episodes])
+            keys = [k for k in KEYS if not (self.image and k == "obs")]
             self._flat = {
                 "lengths": lengths,
                 "act_offset": np.concatenate([[0], np.cumsum(lengths)[:-1]]),
                 "obs_offset": np.concatenate([[0], np.cumsum(lengths + 1)[:-1]]),
-                **{k: np.concatenate([getattr(ep, k) for ep in self.episodes]) for k in KEYS},
+                **{k: np.concatenate([getattr(ep, k) for ep in self.episodes]) for k in keys},
             }
         return self._flat
 
@@ -253,10 +290,13 @@ class RolloutDataset:
         ep = np.searchsorted(flat["act_offset"], start_global, side="right") - 1
         start = start_global - flat["act_offset"][ep]
         index = window_index(start, flat["lengths"][ep], length)
-        obs_idx = flat["obs_offset"][ep][:, None] + index.obs
         act_idx = flat["act_offset"][ep][:, None] + index.action
+        if self.image:
+            obs = np.stack([self.episodes[e].obs[index.obs[k]] for k, e in enumerate(ep)])
+        else:
+            obs = flat["obs"][flat["obs_offset"][ep][:, None] + index.obs]
         return {
-            "obs": flat["obs"][obs_idx],
+            "obs": obs,
             "action": flat["action"][act_idx],
             "reward": flat["reward"][act_idx],
             "terminated": flat["terminated"][act_idx],
@@ -269,9 +309,22 @@ class RolloutDataset:
         return np.stack([ep.obs[0] for ep in self.episodes])
 
     def all_states(self) -> np.ndarray:
-        """Every recorded observation, (N, *obs_shape)."""
+        """Every recorded observation, (N, *obs_shape): a copy of every frame for an image dataset
+        (:meth:`sample_states` and :meth:`iter_states` bound the memory)."""
         self._require_data()
+        if self.image:
+            return np.concatenate([ep.obs for ep in self.episodes])
         return self._flatten()["obs"]
+
+    def sample_states(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """``n`` recorded observations drawn uniformly (with replacement), (n, *obs_shape)."""
+        self._require_data()
+        flat = self._flatten()
+        index = rng.integers(0, int((flat["lengths"] + 1).sum()), size=n)
+        ep = np.searchsorted(flat["obs_offset"], index, side="right") - 1
+        return np.stack(
+            [self.episodes[e].obs[i - flat["obs_offset"][e]] for e, i in zip(ep, index, strict=True)]
+        )
 
 
 def _check_info(info: Any, source: str) -> dict[str, Any]:

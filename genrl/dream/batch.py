@@ -14,7 +14,7 @@ import torch
 from gymnasium import spaces
 
 from genrl.data.dataset import RolloutDataset
-from genrl.dream.render import render_bars
+from genrl.dream.render import render_bars, render_observation
 from genrl.dream.reward import RewardFn, checked_rewards, reward_function
 from genrl.errors import GenrlError
 from genrl.model.world_model import WorldModel
@@ -23,6 +23,7 @@ from genrl.util.device import resolve_device, same_device
 from genrl.util.seeding import fresh_seed
 from genrl.util.spaces import check_spaces_match
 
+IMAGE_POOL = 4096  # recorded frames an image model's dreams start from (start="any")
 ObsMode = Literal["decoded", "latent"]
 StartMode = Literal["initial", "any"]
 MemberMode = Literal["episode", "step"]
@@ -53,7 +54,9 @@ class DreamBatch:
     :param n: number of parallel dreams
     :param dataset: real data to draw start states from; defaults to the start states saved in the model
     :param horizon: steps after which a dream is truncated (never terminated)
-    :param obs_mode: ``"decoded"`` gives observations in the real env's space, ``"latent"`` the latent
+    :param obs_mode: ``"decoded"`` gives observations in the real env's space, ``"latent"`` the
+        model's features: the latent and the recurrent state, ``[z_t, h_t]`` (World Models'
+        controller input), which :class:`~genrl.dream.latent.LatentObservation` gives a real env
     :param temperature: sampling temperature of the dynamics (1 = as learned)
     :param start: ``"initial"`` starts from real reset observations, ``"any"`` from any recorded state
     :param seed: seeds start-state sampling and the dynamics' noise
@@ -139,7 +142,7 @@ class DreamBatch:
         self.observation_space = (
             model.observation_space
             if obs_mode == "decoded"
-            else spaces.Box(-np.inf, np.inf, (model.config.latent_dim,), np.float32)
+            else spaces.Box(-np.inf, np.inf, (model.feature_dim,), np.float32)
         )
         self.action_space = model.action_space
 
@@ -164,7 +167,15 @@ class DreamBatch:
         if self.dataset is not None and len(self.dataset):
             # Rebuilt only when the dataset has grown, so that new episodes count but resets stay cheap.
             if self._pool is None or self._pool_episodes != len(self.dataset):
-                states = self.dataset.start_states() if self.start == "initial" else self.dataset.all_states()
+                if self.start == "initial":
+                    states = self.dataset.start_states()
+                elif self.dataset.image:  # a sample of the frames, not a copy of every one
+                    seed = int(
+                        torch.randint(2**62, (), generator=self.generator, device=self.generator.device)
+                    )
+                    states = self.dataset.sample_states(IMAGE_POOL, np.random.default_rng(seed))
+                else:
+                    states = self.dataset.all_states()
                 self._pool = torch.as_tensor(states, device=self.model.device)
                 self._pool_episodes = len(self.dataset)
             return self._pool
@@ -192,7 +203,7 @@ class DreamBatch:
             self.member[index] = torch.randint(
                 self.model.ensemble_size, (len(index),), generator=self.generator, device=self.member.device
             )
-        return self.observe(self.z[index])
+        return self.observe(self.z[index], self.h[index])
 
     @torch.inference_mode()
     def step(self, actions: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -231,7 +242,7 @@ class DreamBatch:
         if self.model.ensemble_size > 1:  # one model's disagreement is 0: no kernel for it
             self._spread += out.disagreement.sum()
         self._steps += self.n
-        return self.observe(out.z), reward, terminated, truncated, out.uncertainty
+        return self.observe(out.z, out.h), reward, terminated, truncated, out.uncertainty
 
     @property
     def episodes_ended(self) -> int:
@@ -258,11 +269,20 @@ class DreamBatch:
         """The reward penalty charged over those steps (0 without ``reward_penalty``)."""
         return float(self._charged)
 
-    def observe(self, z: torch.Tensor) -> torch.Tensor:
-        return self.model.decode(z) if self.obs_mode == "decoded" else z
+    def observe(self, z: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        """What a policy sees of dreams at (z, h): decoded observations, or the features [z, h]."""
+        return self.model.decode(z) if self.obs_mode == "decoded" else torch.cat([z, h], -1)
 
     def render(self, obs: np.ndarray) -> np.ndarray:
-        """An RGB picture of one observation of these dreams (bars relative to the data's statistics)."""
+        """An RGB picture of one observation of these dreams: the decoded frame of an image
+        model (in either mode), else bars relative to the data's statistics."""
+        space = self.model.observation_space
+        if self.model.image:
+            if self.obs_mode == "latent":
+                with torch.inference_mode():
+                    z = torch.as_tensor(obs[None, : self.model.config.latent_dim], device=self.model.device)
+                    obs = self.model.decode(z)[0].cpu().numpy()
+            return render_observation(obs.astype(space.dtype), space)
         if self.obs_mode == "decoded":
             return render_bars(obs - self.model.obs_mean.cpu().numpy(), self.model.obs_std.cpu().numpy())
         return render_bars(obs, np.ones_like(obs))

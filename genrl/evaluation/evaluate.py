@@ -11,7 +11,9 @@ never trained on (plus fresh real episodes when a policy and env are given):
   negative log-likelihood of what really happened;
 - with a policy: its return in the dream against its return in the real env from the same
   start states, at several sampling temperatures (World Models' table);
-- a realism critic's held-out accuracy at telling real clips from dreamed ones (:mod:`genrl.critic`).
+- a realism critic's held-out accuracy at telling real clips from dreamed ones (:mod:`genrl.critic`);
+- for a model of images, the open-loop video report (:mod:`genrl.evaluation.video`): per-pixel
+  error and PSNR against horizon after a few observed steps, and the frames of a few windows.
 
 Errors are mean squared errors of standardised observations (each dimension divided by the
 training data's standard deviation), so dimensions and tasks compare. :mod:`genrl.report`
@@ -39,10 +41,11 @@ from genrl.errors import GenrlError
 from genrl.evaluation.baselines import LinearDynamics, RepeatLast
 from genrl.evaluation.critic import realism_critic
 from genrl.evaluation.metrics import precision_recall, rank_correlation, roc_auc
+from genrl.evaluation.video import OpenLoopVideo, open_loop_video
 from genrl.model.world_model import WorldModel
 from genrl.util.checks import check_int
 from genrl.util.seeding import fresh_seed
-from genrl.util.spaces import ActionCodec
+from genrl.util.spaces import ActionCodec, is_image
 
 PREDICTORS = ("model", "repeat last", "linear")
 
@@ -61,6 +64,8 @@ class EvaluationReport:
     # One held-out window: true and predicted observations (H+1, D) per predictor, for a plot.
     example: dict[str, np.ndarray] = field(default_factory=dict)
     trained_steps: int = 0
+    # A model of images: the open-loop video report (its curves and scalars are also above).
+    video: OpenLoopVideo | None = None
 
     def beats_baselines(self) -> bool:
         """True when the model's open-loop error is below both baselines at every horizon."""
@@ -80,6 +85,7 @@ def evaluate(
     clip_length: int = 16,
     max_windows: int = 2000,
     seed: int | None = None,
+    video_context: int = 5,
 ) -> EvaluationReport:
     """Evaluate ``model`` on the held-out episodes of ``dataset``; see the module's docstring.
 
@@ -90,6 +96,8 @@ def evaluate(
     :param max_windows: open-loop windows sampled from the held-out steps
     :param seed: seeds the real episodes, the sampled windows, the dreams and the critic; None
         draws one (recorded in ``report.data["seed"]``)
+    :param video_context: for a model of images, the real steps its open-loop video report
+        observes before imagining ``horizon`` more
     """
     seed = fresh_seed(seed)
     # A model object stays on its device; a saved one is evaluated on the CPU.
@@ -122,6 +130,10 @@ def evaluate(
         _reconstruction(model, evaluation, report)
         _teacher_forced(model, evaluation, report)
         _open_loop(model, evaluation, baseline_data, int(horizon), max_windows, seed, report)
+        if is_image(model.observation_space):
+            report.video = open_loop_video(model, evaluation, video_context, int(horizon), seed=seed)
+            report.curves.update(report.video.curves())
+            report.scalars.update(report.video.scalars())
     _critic(model, evaluation, int(clip_length), max_windows, seed, report)
     return report
 

@@ -3,6 +3,11 @@
 Every number of the markdown is also a TensorBoard scalar under ``eval/``, the curves are
 scalars over the horizon (``eval/open_loop/<predictor>`` at step k), and the plots are images,
 so a reader of the run's TensorBoard sees the whole report.
+
+A model of images also gets its open-loop video report (:mod:`genrl.evaluation.video`):
+``open_loop.gif``, the strip ``open_loop.png`` and the plot ``open_loop_error.png``, and in
+TensorBoard the GIF (played by the image dashboard), the strip and the per-horizon curves. Its
+report leaves out what is per observation dimension (per pixel): tables, plots and scalars.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from genrl.evaluation.evaluate import PREDICTORS, EvaluationReport
+from genrl.evaluation.video import PREDICTORS as VIDEO_PREDICTORS
+from genrl.evaluation.video import error_figure, report_horizons, write_video_files
 from genrl.util.files import atomic_write, write_json
 
 if TYPE_CHECKING:
@@ -37,6 +44,8 @@ def write_report(report: EvaluationReport, folder: str | os.PathLike, writer: An
     markdown = to_markdown(report, images=[f"{name}.png" for name in figures])
     atomic_write(folder / "report.md", lambda tmp: Path(tmp).write_text(markdown))
     write_json(folder / "report.json", to_json(report))
+    if report.video is not None:
+        write_video_files(report.video, folder, writer, report.trained_steps)
     if writer is not None:
         log_report(report, writer, figures, markdown)
     return folder / "report.md"
@@ -56,26 +65,50 @@ def to_json(report: EvaluationReport) -> dict[str, Any]:
             return None if not np.isfinite(value) else float(value)
         return value.item() if isinstance(value, np.generic) else value
 
-    return clean(
-        {
-            "format": "genrl.evaluation",
-            "version": 1,
-            "trained_steps": report.trained_steps,
-            "scalars": report.scalars,
-            "curves": report.curves,
-            "window_counts": report.window_counts,
-            "dream_gap": report.gap,
-            "data": report.data,
-            "model_beats_baselines": report.beats_baselines(),
+    out = {
+        "format": "genrl.evaluation",
+        "version": 1,
+        "trained_steps": report.trained_steps,
+        "scalars": _scalars(report),
+        "curves": _curves(report),
+        "window_counts": report.window_counts,
+        "dream_gap": report.gap,
+        "data": report.data,
+        "model_beats_baselines": report.beats_baselines(),
+    }
+    if report.video is not None:
+        v = report.video
+        out["open_loop_video"] = {
+            "context": v.context,
+            "horizon": v.horizon,
+            "windows": v.windows,
+            "window_counts": v.counts,
+            "mse": v.mse,
+            "psnr": v.psnr,
+            "files": ["open_loop.gif", "open_loop.png", "open_loop_error.png"],
         }
-    )
+    return clean(out)
+
+
+# A model of images has one observation dimension per pixel: its per-dimension numbers would be
+# tens of thousands of scalars, curves and plots, so its report keeps the overall ones.
+def _scalars(report: EvaluationReport) -> dict[str, float]:
+    if report.video is None:
+        return report.scalars
+    return {k: v for k, v in report.scalars.items() if not k.startswith("reconstruction/mse_dim")}
+
+
+def _curves(report: EvaluationReport) -> dict[str, np.ndarray]:
+    if report.video is None:
+        return report.curves
+    return {k: v for k, v in report.curves.items() if not k.startswith("open_loop_dims/")}
 
 
 def log_report(report: EvaluationReport, writer: Any, figures: dict[str, Figure], markdown: str) -> None:
     step = report.trained_steps
-    for name, value in report.scalars.items():
+    for name, value in _scalars(report).items():
         writer.add_scalar(f"eval/{name}", value, step)
-    for name, curve in report.curves.items():
+    for name, curve in _curves(report).items():
         if curve.ndim == 1:
             for k, value in enumerate(curve, start=1):
                 writer.add_scalar(f"eval/{name}", value, k)
@@ -101,7 +134,8 @@ def _fmt(value: float) -> str:
 
 def to_markdown(report: EvaluationReport, images: list[str] | None = None) -> str:
     """The report as markdown: the data, then one section per part, then the plots."""
-    lines = _data_section(report) + _open_loop_section(report) + _heads_section(report)
+    lines = _data_section(report) + _open_loop_section(report) + _video_section(report)
+    lines += _heads_section(report)
     lines += _critic_section(report) + _gap_section(report)
     if images:
         lines += ["", "## Plots", ""] + [f"![{Path(i).stem}]({i})" for i in images]
@@ -150,6 +184,8 @@ def _open_loop_section(report: EvaluationReport) -> list[str]:
     ]
     if losing:
         lines.append(f"Horizons where a baseline is as good or better: {_ranges(losing)}.")
+    if report.video is not None:  # a model of images: no table of its pixels
+        return lines + _ensemble_lines(report)
     dims = report.curves["open_loop_dims/model"].shape[1]
     lines += ["", "Per observation dimension, at the longest horizon:", ""]
     lines.append("| predictor | " + " | ".join(f"dim {i}" for i in range(dims)) + " |")
@@ -157,6 +193,11 @@ def _open_loop_section(report: EvaluationReport) -> list[str]:
     for name in PREDICTORS:
         last = report.curves[f"open_loop_dims/{name}"][-1]
         lines.append(f"| {name} | " + " | ".join(_fmt(v) for v in last) + " |")
+    return lines + _ensemble_lines(report)
+
+
+def _ensemble_lines(report: EvaluationReport) -> list[str]:
+    s, lines = report.scalars, []
     if "ensemble/members" in s:
         spread = report.curves["open_loop/disagreement"]
         lines += [
@@ -166,6 +207,38 @@ def _open_loop_section(report: EvaluationReport) -> list[str]:
             f"rank correlation with the error is {_fmt(s['ensemble/error_correlation'])} "
             "(near 1: the disagreement says where the model is wrong).",
         ]
+    return lines
+
+
+def _video_section(report: EvaluationReport) -> list[str]:
+    v = report.video
+    if v is None:
+        return []
+    horizons = report_horizons(v.horizon)
+    lines = [
+        "",
+        "## Open-loop video",
+        "",
+        f"The model observes {v.context} real steps of a held-out window, then imagines {v.horizon} "
+        f"more under the real actions (temperature 0), over {v.windows} windows. Errors per pixel, "
+        "in [0, 1] units; PSNR in dB (higher is better); repeat last shows the last observed "
+        "frame throughout.",
+        "",
+        "| predictor | metric | " + " | ".join(f"h={k}" for k in horizons) + " |",
+        "| --- | --- |" + " --- |" * len(horizons),
+    ]
+    for name in VIDEO_PREDICTORS:
+        for metric, curve in (("MSE", v.mse[name]), ("PSNR", v.psnr[name])):
+            lines.append(f"| {name} | {metric} | " + " | ".join(_fmt(curve[k - 1]) for k in horizons) + " |")
+    lines += [
+        "",
+        "Rows: real, dream (reconstructions while observing, under the green bar; imagined under "
+        "the red), error.",
+        "",
+        "![open-loop video](open_loop.gif)",
+        "",
+        "![open-loop strip](open_loop.png)",
+    ]
     return lines
 
 
@@ -253,8 +326,11 @@ def _figure(**kwargs: Any) -> Figure:
 
 def figures_of(report: EvaluationReport) -> dict[str, Figure]:
     """The report's plots, by file name (without extension)."""
-    figures = {"open_loop": _open_loop_figure(report), "open_loop_dims": _dims_figure(report)}
-    figures["open_loop_example"] = _example_figure(report)
+    if report.video is not None:  # open_loop.png is the video's strip
+        figures = {"open_loop_error": error_figure(report.video)}
+    else:
+        figures = {"open_loop": _open_loop_figure(report), "open_loop_dims": _dims_figure(report)}
+        figures["open_loop_example"] = _example_figure(report)
     if report.gap:
         figures["dream_gap"] = _gap_figure(report)
     return figures

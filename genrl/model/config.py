@@ -14,6 +14,7 @@ from genrl.errors import GenrlError
 from genrl.util.checks import check_choice, check_float, check_int, describe, set_field
 
 ENCODERS = ("auto", "vae", "identity")
+LIKELIHOODS = ("auto", "gaussian", "bernoulli")
 LR_SCHEDULES = ("constant", "cosine")
 
 
@@ -48,6 +49,14 @@ class WorldModelConfig:
     encoder), as in PETS and MBPO. Each fit trains every member on its own bootstrap of each
     batch; a dream follows one member, and the spread of the members' predictions is the
     model's disagreement: epistemic uncertainty, large where the data is thin.
+
+    Image observations (a Box of shape (H, W, C)) get a convolutional VAE (``encoder`` "auto" or
+    "vae"). ``image_size``: the square resolution it works at (None: 64 for natural images
+    larger than that, a small grid such as MinAtar's keeps its own size); frames are resized in
+    and out, so decoded frames have the env's own shape. ``conv_channels``: the width of its
+    first layer, doubled at each halving. ``likelihood``: "bernoulli" for binary grids (a bool
+    observation space), "gaussian" otherwise ("auto" picks). ``latent_dim=None`` is 32 for images.
+    Model files of format 6 and earlier hold vector models only, and load with the defaults.
     """
 
     encoder: str = "auto"
@@ -58,21 +67,26 @@ class WorldModelConfig:
     ensemble_size: int = 1
     transition_heads: bool = True
     terminal_reward: bool = True
+    image_size: int | None = None
+    conv_channels: int = 16
+    likelihood: str = "auto"
 
     def __post_init__(self) -> None:
         check_choice(self.encoder, "world model setting encoder", ENCODERS)
+        check_choice(self.likelihood, "world model setting likelihood", LIKELIHOODS)
         for name in ("transition_heads", "terminal_reward"):
             if not isinstance(getattr(self, name), bool):
                 raise GenrlError(
                     f"world model setting {name}: expected true or false, got {describe(getattr(self, name))}"
                 )
-        for name in ("latent_dim", "num_mixtures", "rnn_dim"):
+        for name in ("latent_dim", "num_mixtures", "rnn_dim", "image_size"):
             if getattr(self, name) is not None:
-                low = 0 if name == "rnn_dim" else 1  # rnn_dim 0: Markov dynamics, no recurrent state
+                # rnn_dim 0: Markov dynamics, no recurrent state; a picture needs a few pixels.
+                low = {"rnn_dim": 0, "image_size": 4}.get(name, 1)
                 set_field(
                     self, name, check_int(getattr(self, name), f"world model setting {name}", low, 2**63 - 1)
                 )
-        for name in ("hidden_dim", "ensemble_size"):
+        for name in ("hidden_dim", "ensemble_size", "conv_channels"):
             set_field(self, name, check_int(getattr(self, name), f"world model setting {name}", 1, 2**63 - 1))
 
 

@@ -11,6 +11,12 @@ Per window, with ``m`` the mask of real (not padded) steps, every term a masked 
     open_loop            decoded error of open_loop_steps steps fed the model's own predictions
 
 ``total = sum of the terms``, with ``kl`` and ``prediction`` weighted by the fit settings.
+
+An image model is fitted in two parts, as World Models fits its VAE and its MDN-RNN: the VAE on
+batches of frames (:func:`vae_losses`: each frame's summed squared error, or cross-entropy of a
+Bernoulli grid, and the KL), and the dynamics on windows of latents the trainer encoded once
+(``batch["obs"]`` holds them), where ``prediction`` and ``open_loop`` are latent errors: decoding
+every predicted frame of every window would cost more than the rest of the fit.
 """
 
 from __future__ import annotations
@@ -37,12 +43,14 @@ def world_model_losses(
     (``batch["member_weights"]``, (K, B); all ones without it), and the dynamics' terms are the
     members' mean: Adam's steps do not depend on that 1/K, and the figures stay comparable.
     """
-    obs = (batch["obs"] - model.obs_mean) / model.obs_std  # (B, L+1, ...)
     mask = batch["mask"].float()  # (B, L)
-    obs_mask = torch.cat([torch.ones_like(mask[:, :1]), mask], dim=1)
-    mean, logvar = model.encoder(obs)
-    # The dynamics learns on the encoder's means; gradients stop so it cannot reshape the latent.
-    zt = mean.detach()
+    if model.image:  # windows of cached latents
+        obs, zt, logvar = None, batch["obs"], None
+    else:
+        obs = (batch["obs"] - model.obs_mean) / model.obs_std  # (B, L+1, ...)
+        mean, logvar = model.encoder(obs)
+        # The dynamics learns on the encoder's means; gradients stop so it cannot reshape the latent.
+        zt = mean.detach()
     actions = model.actions.encode(batch["action"].flatten(0, 1)).unflatten(0, mask.shape)
     losses: dict[str, torch.Tensor] = {}
     weights = batch.get("member_weights")
@@ -55,8 +63,11 @@ def world_model_losses(
         }
         predicted = _open_loop_latents(model, dynamics, zt, actions, k_open)
         if predicted:  # scored once for all steps: a few large ops instead of many small ones
-            decoded = model.decoder(torch.stack(predicted, 1))
-            open_loop = (decoded - obs[:, 1 : k_open + 1]).pow(2).flatten(2).mean(-1)
+            if obs is None:
+                open_loop = (torch.stack(predicted, 1) - zt[:, 1 : k_open + 1]).pow(2).mean(-1)
+            else:
+                decoded = model.decoder(torch.stack(predicted, 1))
+                open_loop = (decoded - obs[:, 1 : k_open + 1]).pow(2).flatten(2).mean(-1)
             terms["open_loop"] = _masked_mean(open_loop, weighted[:, :k_open])
         for name, value in terms.items():
             losses[name] = losses.get(name, 0.0) + value / model.ensemble_size
@@ -64,7 +75,15 @@ def world_model_losses(
         return losses
     # Built after the dynamics' terms, so gradients accumulate in the order of earlier versions
     # and a resumed old run trains bit for bit as it did.
+    obs_mask = torch.cat([torch.ones_like(mask[:, :1]), mask], dim=1)
     return _vae(model, obs, mean, logvar, obs_mask) | losses
+
+
+def vae_losses(model: WorldModel, frames: torch.Tensor) -> dict[str, torch.Tensor]:
+    """An image model's VAE terms on a batch of frames (N, H, W, C) as the env gives them."""
+    obs = (frames.float() - model.obs_mean) / model.obs_std
+    mean, logvar = model.encoder(obs)
+    return _vae(model, obs, mean, logvar, torch.ones(len(obs), device=obs.device))
 
 
 def total_loss(losses: dict[str, torch.Tensor], fit: FitConfig) -> torch.Tensor:
@@ -94,7 +113,10 @@ def _teacher_forced(
         nll = nll * variance.pow(fit.nll_beta)
     # Likelihood in latent space alone lets small latent errors become large observation
     # errors; scoring the decoded mixture mean in observation space keeps predictions sharp there.
-    prediction = (model.decoder(mixture_mean(logits, mu)) - obs[:, 1:]).pow(2).flatten(2).mean(-1)
+    if obs is None:  # an image model's: in latent space (see the module's docstring)
+        prediction = (mixture_mean(logits, mu) - zt[:, 1:]).pow(2).mean(-1)
+    else:
+        prediction = (model.decoder(mixture_mean(logits, mu)) - obs[:, 1:]).pow(2).flatten(2).mean(-1)
     reward_logit, terminal_logit, termination_logit = dynamics.all_heads(h, actions, zt[:, :-1], zt[:, 1:])
     if terminal_logit is not None:  # each reward head learns on its own steps
         reward_logit = torch.where(batch["terminated"], terminal_logit, reward_logit)
@@ -130,7 +152,15 @@ def _vae(
     model: WorldModel, obs: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor, obs_mask: torch.Tensor
 ) -> dict[str, torch.Tensor]:
     z = mean + torch.randn_like(mean) * (0.5 * logvar).exp()
-    recon = (model.decoder(z) - obs).pow(2).flatten(2).mean(-1)
+    out = model.decoder(z)
+    if model.image:  # a frame's log-likelihood sums over its pixels (unit-variance Gaussian on [0, 1])
+        if model.config.likelihood == "bernoulli":
+            per_pixel = F.binary_cross_entropy_with_logits(out, obs, reduction="none")
+        else:
+            per_pixel = (out - obs).pow(2)
+        recon = per_pixel.flatten(-3).sum(-1)
+    else:
+        recon = (out - obs).pow(2).flatten(2).mean(-1)
     kl = 0.5 * (mean.pow(2) + logvar.exp() - 1 - logvar).sum(-1)
     return {"reconstruction": _masked_mean(recon, obs_mask), "kl": _masked_mean(kl, obs_mask)}
 

@@ -4,20 +4,27 @@ The trainer is apart from the model (as in mbrl-lib): the model only predicts, a
 changes its weights and the statistics it carries (normalisation, start states, the record of
 the episodes it trained on). ``WorldModel.fit`` keeps one trainer per model, so repeated fits
 continue with the optimizer's state.
+
+An image model is fitted as World Models fits one, in three stages per fit, each timed:
+``steps`` VAE steps on batches of frames, one pass encoding every frame to its latent mean, and
+``steps`` dynamics steps on windows of those cached latents. Frames are read from the episodes
+where they lie, never copied into one array, so memory holds the dataset's frames once.
 """
 
 from __future__ import annotations
 
 import math
+import time
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+from gymnasium import spaces
 from torch import nn
 
 from genrl.data.dataset import RolloutDataset
 from genrl.errors import GenrlError
-from genrl.model.losses import total_loss, world_model_losses
+from genrl.model.losses import total_loss, vae_losses, world_model_losses
 from genrl.model.networks import ensemble_spread, mixture_mean
 from genrl.util.checks import check_int, describe
 from genrl.util.progress import progress_bar
@@ -27,6 +34,7 @@ if TYPE_CHECKING:
     from genrl.model.world_model import WorldModel
 
 LOG_EVERY = 50  # fit steps between TensorBoard scalars
+ENCODE_BATCH = 512  # frames encoded at once when caching latents
 
 
 class Trainer:
@@ -35,6 +43,8 @@ class Trainer:
     def __init__(self, model: WorldModel):
         self.model = model
         self._optimizer: torch.optim.Optimizer | None = None
+        # An image model's cost of each stage of the last fit, in seconds.
+        self.stage_seconds: dict[str, float] = {}
 
     @property
     def optimizer(self) -> torch.optim.Optimizer:
@@ -71,20 +81,72 @@ class Trainer:
         seen = np.union1d(model.trained_episodes.cpu().numpy(), train.episode_digests())
         model.trained_episodes = torch.as_tensor(seen, dtype=torch.long, device=model.device)
         model.set_start_states(dataset.start_states())
-        model.train()
-        with seeded(model.seed), progress_bar(steps, "fit world model", "step", disable=not progress) as bar:
-            for i in range(steps):
-                total = self._step(train, i, steps, writer)
-                bar.update(1)
-                bar.set_postfix(loss=f"{total:.3f}", refresh=False)
-        model.eval()
-        set_support(model, dataset)
-        with seeded(model.seed):  # the VAE samples: same data, same figures
-            rng = step_rng(model.seed, int(model.trained_steps), "validation")
-            metrics = self.evaluate_losses(validation, rng)
+        if model.image:
+            metrics = self._fit_images(dataset, train, validation, steps, progress, writer)
+        else:
+            model.train()
+            with (
+                seeded(model.seed),
+                progress_bar(steps, "fit world model", "step", disable=not progress) as bar,
+            ):
+                for i in range(steps):
+                    total = self._step(train, i, steps, writer)
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{total:.3f}", refresh=False)
+            model.eval()
+            set_support(model, dataset)
+            with seeded(model.seed):  # the VAE samples: same data, same figures
+                rng = step_rng(model.seed, int(model.trained_steps), "validation")
+                metrics = self.evaluate_losses(validation, rng)
         if writer is not None:
             for k, v in metrics.items():
                 writer.add_scalar(f"world_model/val/{k}", v, int(model.trained_steps))
+        return metrics
+
+    def _fit_images(
+        self,
+        dataset: RolloutDataset,
+        train: RolloutDataset,
+        validation: RolloutDataset,
+        steps: int,
+        progress: bool,
+        writer: Any | None,
+    ) -> dict[str, float]:
+        """The VAE on frames, every frame encoded once, then the dynamics on cached latents."""
+        model, c = self.model, self.model.fit_config
+        clock = time.perf_counter()
+        model.train()
+        with seeded(model.seed), progress_bar(steps, "fit image VAE", "step", disable=not progress) as bar:
+            for i in range(steps):
+                rng = step_rng(model.seed, int(model.trained_steps))
+                frames = torch.as_tensor(train.sample_states(2 * c.batch_size, rng), device=model.device)
+                total = self._update(vae_losses(model, frames), i, steps, writer)
+                bar.update(1)
+                bar.set_postfix(loss=f"{total:.3f}", refresh=False)
+        model.eval()
+        self.stage_seconds = {"vae": time.perf_counter() - clock}
+        clock = time.perf_counter()
+        latents = encode_episodes(model, dataset)
+        self.stage_seconds["encode"] = time.perf_counter() - clock
+        clock = time.perf_counter()
+        space = spaces.Box(-np.inf, np.inf, (model.config.latent_dim,), np.float32)
+        coded = dataset.with_observations(space, latents)
+        train_z, validation_z = self._split(coded)
+        model.train()
+        with seeded(model.seed), progress_bar(steps, "fit dynamics", "step", disable=not progress) as bar:
+            for i in range(steps):
+                total = self._step(train_z, i, steps, writer)
+                bar.update(1)
+                bar.set_postfix(loss=f"{total:.3f}", refresh=False)
+        model.eval()
+        self.stage_seconds["dynamics"] = time.perf_counter() - clock
+        set_support(model, coded, latent=True)
+        with seeded(model.seed):
+            rng = step_rng(model.seed, int(model.trained_steps), "validation")
+            metrics = self.evaluate_losses(validation_z, rng)
+            frames = torch.as_tensor(validation.sample_states(8 * c.batch_size, rng), device=model.device)
+            with torch.no_grad():
+                metrics |= {k: float(v) for k, v in vae_losses(model, frames).items()}
         return metrics
 
     def _split(self, dataset: RolloutDataset) -> tuple[RolloutDataset, RolloutDataset]:
@@ -98,9 +160,14 @@ class Trainer:
 
     def _step(self, train: RolloutDataset, i: int, steps: int, writer: Any | None) -> float:
         """One gradient step (step ``i`` of ``steps`` in this fit); returns the total loss."""
+        rng = step_rng(self.model.seed, int(self.model.trained_steps))
+        return self._update(
+            world_model_losses(self.model, self._batch(train, rng), self.model.fit_config), i, steps, writer
+        )
+
+    def _update(self, losses: dict[str, torch.Tensor], i: int, steps: int, writer: Any | None) -> float:
+        """One optimiser step on the sum of ``losses`` (step ``i`` of ``steps`` of the schedule)."""
         model, c, optimizer = self.model, self.model.fit_config, self.optimizer
-        rng = step_rng(model.seed, int(model.trained_steps))
-        losses = world_model_losses(model, self._batch(train, rng), c)
         total = total_loss(losses, c)
         optimizer.zero_grad(set_to_none=True)
         total.backward()
@@ -180,28 +247,46 @@ def _check_optimizer_state(state: Any, params: list[torch.Tensor]) -> None:
 
 
 def set_statistics(model: WorldModel, dataset: RolloutDataset) -> None:
-    """Normalisation statistics of observations and rewards, from the data of a first fit."""
-    obs = torch.as_tensor(dataset.all_states())
+    """Normalisation statistics of observations and rewards, from the data of a first fit.
+
+    An image model's pixels keep the scale of the space's bounds (set when it was made).
+    """
+    if not model.image:
+        obs = torch.as_tensor(dataset.all_states())
+        model.obs_mean.copy_(obs.mean(0))
+        model.obs_std.copy_(obs.std(0).nan_to_num(1.0).clamp_min(1e-3))
     rewards = torch.as_tensor(np.concatenate([ep.reward for ep in dataset.episodes]))
-    model.obs_mean.copy_(obs.mean(0))
-    model.obs_std.copy_(obs.std(0).nan_to_num(1.0).clamp_min(1e-3))
     model.reward_mean.copy_(rewards.mean())
     model.reward_std.copy_(rewards.std().nan_to_num(1.0).clamp_min(1e-3))
 
 
 @torch.no_grad()
-def set_support(model: WorldModel, dataset: RolloutDataset, batch: int = 4096) -> None:
-    """The range and spread of the data's latents, and the range of its rewards, on the model."""
-    states = dataset.all_states()
-    z = torch.cat(
-        [
-            model.encode(torch.as_tensor(states[i : i + batch], device=model.device))
-            for i in range(0, len(states), batch)
+def encode_episodes(model: WorldModel, dataset: RolloutDataset) -> list[np.ndarray]:
+    """Every episode's frames as latent means, (T+1, latent_dim) float32 each."""
+    out = []
+    for ep in dataset.episodes:
+        chunks = [
+            model.encode(torch.as_tensor(ep.obs[i : i + ENCODE_BATCH], device=model.device)).cpu()
+            for i in range(0, len(ep.obs), ENCODE_BATCH)
         ]
-    )
+        out.append(torch.cat(chunks).numpy())
+    return out
+
+
+@torch.no_grad()
+def set_support(model: WorldModel, dataset: RolloutDataset, batch: int = 4096, latent: bool = False) -> None:
+    """The range and spread of the data's latents, and the range of its rewards, on the model.
+
+    ``latent``: the dataset's observations are latents already (an image model's cached ones).
+    """
+    states = dataset.all_states()
+    chunks = [
+        torch.as_tensor(states[i : i + batch], device=model.device) for i in range(0, len(states), batch)
+    ]
+    z = torch.cat(chunks if latent else [model.encode(x) for x in chunks])
     rewards = torch.as_tensor(np.concatenate([ep.reward for ep in dataset.episodes]), device=model.device)
     if model.ensemble_size > 1:
-        model.disagreement_scale.copy_(data_disagreement(model, dataset))
+        model.disagreement_scale.copy_(data_disagreement(model, dataset, latent))
     model.support_low.copy_(z.min(0).values)
     model.support_high.copy_(z.max(0).values)
     model.support_scale.copy_(z.std(0).nan_to_num(1.0).clamp_min(1e-3))
@@ -211,12 +296,14 @@ def set_support(model: WorldModel, dataset: RolloutDataset, batch: int = 4096) -
 
 
 @torch.no_grad()
-def data_disagreement(model: WorldModel, dataset: RolloutDataset, windows: int = 64) -> torch.Tensor:
+def data_disagreement(
+    model: WorldModel, dataset: RolloutDataset, latent: bool = False, windows: int = 64
+) -> torch.Tensor:
     """An ensemble's mean disagreement on real windows of ``dataset``, each step teacher forced."""
     batch = dataset.sample_sequences(windows, model.fit_config.seq_len, np.random.default_rng(model.seed))
     obs = torch.as_tensor(batch["obs"], device=model.device)
     mask = torch.as_tensor(batch["mask"], device=model.device).float()
-    z = model.encode(obs.flatten(0, 1)).unflatten(0, obs.shape[:2])
+    z = obs if latent else model.encode(obs.flatten(0, 1)).unflatten(0, obs.shape[:2])
     a = model.actions.encode(torch.as_tensor(batch["action"], device=model.device).flatten(0, 1))
     a = a.unflatten(0, mask.shape)
     means = []

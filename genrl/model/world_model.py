@@ -35,18 +35,20 @@ from gymnasium import spaces
 from torch import nn
 
 from genrl.data.dataset import RolloutDataset
+from genrl.errors import GenrlError
 from genrl.model.config import FitConfig, WorldModelConfig, split_settings
 from genrl.model.dynamics import LatentDynamics
 from genrl.model.encoders import build_encoder, latent_size, resolve
 from genrl.model.networks import ensemble_spread, mixture_mean, mixture_nll, mixture_sample, mixture_std
 from genrl.util.checks import from_mapping
 from genrl.util.seeding import fresh_seed, seeded
-from genrl.util.spaces import ActionCodec, check_spaces_match, check_supported
+from genrl.util.spaces import ActionCodec, check_spaces_match, check_supported, is_binary, is_image
 
 if TYPE_CHECKING:
     from genrl.model.trainer import Trainer
 
 MAX_START_STATES = 10_000
+MAX_IMAGE_START_STATES = 1_000  # a model file keeps them: 1,000 CarRacing frames are 27 MB
 
 
 class StepOutput(NamedTuple):
@@ -86,7 +88,7 @@ class SequencePrediction(NamedTuple):
 class WorldModel(nn.Module):
     """A generative model of an environment with the given spaces.
 
-    :param observation_space: a Box (vector observations)
+    :param observation_space: a Box: vectors, or images (H, W, C) with finite bounds
     :param action_space: Discrete or bounded Box
     :param config: a :class:`WorldModelConfig` (sizes), or a mapping of model and fit settings
     :param fit: a :class:`FitConfig`, or a mapping of its fields (``config``'s fit settings win)
@@ -108,7 +110,10 @@ class WorldModel(nn.Module):
         check_supported(observation_space, action_space)
         self.config, self.fit_config, self.seed = _settings(config, fit, seed, overrides)
         obs_shape = tuple(observation_space.shape)
-        self.config = resolve(self.config, obs_shape)
+        self.image = is_image(observation_space)
+        if self.image:
+            check_image_space(observation_space)
+        self.config = resolve(self.config, obs_shape, is_binary(observation_space))
         self.config = dataclasses.replace(self.config, latent_dim=latent_size(self.config, obs_shape))
         self.observation_space, self.action_space = observation_space, action_space
         self.actions = ActionCodec(action_space)
@@ -122,9 +127,17 @@ class WorldModel(nn.Module):
             )
         self.register_buffer("obs_mean", torch.zeros(obs_shape))
         self.register_buffer("obs_std", torch.ones(obs_shape))
+        # Start states keep the space's own dtype: uint8 frames are a quarter of float32 ones.
+        state_dtype = torch.float32
+        if self.image:  # pixels are standardised to [0, 1] by the space's bounds, not by the data
+            self.obs_mean.copy_(torch.as_tensor(observation_space.low.astype(np.float32)))
+            self.obs_std.copy_(
+                torch.as_tensor(observation_space.high.astype(np.float32) - observation_space.low)
+            )
+            state_dtype = torch.from_numpy(np.zeros(0, observation_space.dtype)).dtype
         self.register_buffer("reward_mean", torch.zeros(()))
         self.register_buffer("reward_std", torch.ones(()))
-        self.register_buffer("start_states", torch.zeros((0, *obs_shape)))
+        self.register_buffer("start_states", torch.zeros((0, *obs_shape), dtype=state_dtype))
         self.register_buffer("trained_steps", torch.zeros((), dtype=torch.long))
         # Digests (RolloutDataset.episode_digests) of every episode a fit has trained on, sorted.
         self.register_buffer("trained_episodes", torch.zeros((0,), dtype=torch.long))
@@ -160,9 +173,17 @@ class WorldModel(nn.Module):
         return self.encoder((obs.float() - self.obs_mean) / self.obs_std)[0]
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """Latents (B, latent_dim) -> observations, clipped to the observation space."""
-        obs = self.decoder(z) * self.obs_std + self.obs_mean
-        return torch.maximum(torch.minimum(obs, self._obs_high), self._obs_low)
+        """Latents (B, latent_dim) -> observations, clipped to the observation space.
+
+        Values of an integer or bool space are rounded to the values it holds (a Bernoulli
+        decoder's cells are 1 where their probability is above one half), so that a decoded
+        observation is one the real env could give, in its dtype once cast.
+        """
+        out = self.decoder(z)
+        if self.config.likelihood == "bernoulli":
+            out = torch.sigmoid(out)
+        obs = torch.maximum(torch.minimum(out * self.obs_std + self.obs_mean, self._obs_high), self._obs_low)
+        return obs.round() if self.start_states.dtype != torch.float32 else obs
 
     # ---- h, z, r, done: one step, many steps, a real history ----------------------------------
 
@@ -189,8 +210,7 @@ class WorldModel(nn.Module):
         random (per step). With one member it is ignored.
         """
         a = self.actions.encode(action)
-        hs = h.unflatten(-1, (self.ensemble_size, self.config.rnn_dim))
-        h_next = torch.stack([dyn.cell(z, hs[:, k], a) for k, dyn in enumerate(self.dynamics)], 1)
+        h_next = self._cells(z, h, a)
         mixtures = [dyn.mixture(h_next[:, k], z, a) for k, dyn in enumerate(self.dynamics)]
         rows = torch.arange(len(z), device=z.device)
         if self.ensemble_size == 1:
@@ -225,6 +245,24 @@ class WorldModel(nn.Module):
             disagreement,
             reward_spread,
         )
+
+    def advance(self, z: torch.Tensor, h: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """The recurrent state after acting: h_{t+1} from (z_t, h_t, a_t), as :meth:`step` computes it.
+
+        A real env seen through the model's features (:class:`genrl.LatentObservation`) carries
+        its recurrent state forward with this, then encodes the real next observation.
+        """
+        return self._cells(z, h, self.actions.encode(action)).flatten(1)
+
+    def _cells(self, z: torch.Tensor, h: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        """Every member's next recurrent state, (B, K, rnn_dim), from encoded actions."""
+        hs = h.unflatten(-1, (self.ensemble_size, self.config.rnn_dim))
+        return torch.stack([dyn.cell(z, hs[:, k], a) for k, dyn in enumerate(self.dynamics)], 1)
+
+    @property
+    def feature_dim(self) -> int:
+        """The size of the features latent mode gives a policy: the latent and the recurrent state."""
+        return self.config.latent_dim + self.ensemble_size * self.config.rnn_dim
 
     @torch.no_grad()
     def unroll(
@@ -311,10 +349,11 @@ class WorldModel(nn.Module):
 
     def set_start_states(self, states: np.ndarray) -> None:
         """Real observations dreams may start from; kept with the model when it is saved."""
-        states = np.asarray(states, dtype=np.float32)
-        if len(states) > MAX_START_STATES:
-            states = states[np.random.default_rng(0).choice(len(states), MAX_START_STATES, replace=False)]
-        self.start_states = torch.as_tensor(states, device=self.device)
+        states = np.asarray(states)
+        most = MAX_IMAGE_START_STATES if self.image else MAX_START_STATES
+        if len(states) > most:
+            states = states[np.random.default_rng(0).choice(len(states), most, replace=False)]
+        self.start_states = torch.as_tensor(states, device=self.device).to(self.start_states.dtype)
 
     def check_env_spaces(self, observation_space: spaces.Space, action_space: spaces.Space) -> None:
         """Raise GenrlError if a real env's spaces differ from the ones the model was built for."""
@@ -355,6 +394,14 @@ class WorldModel(nn.Module):
         from genrl.model.files import load_model
 
         return load_model(path, device)
+
+
+def check_image_space(space: spaces.Box) -> None:
+    """Raise GenrlError unless an image space has finite bounds: pixels are scaled by them."""
+    if not (np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high))):
+        raise GenrlError(
+            f"image observations: expected a Box with finite bounds (such as 0 and 255), got {space}"
+        )
 
 
 def _settings(

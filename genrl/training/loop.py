@@ -34,6 +34,7 @@ from torch.utils.tensorboard import SummaryWriter
 from genrl.data.collect import collect
 from genrl.data.dataset import RolloutDataset
 from genrl.data.envs import make_env
+from genrl.dream.latent import LatentObservation, LatentPolicy
 from genrl.dream.vec_env import DreamVecEnv
 from genrl.errors import GenrlError
 from genrl.guidance.planner import Planner
@@ -185,10 +186,7 @@ class _Loop:
         last = self.store.latest()
         self.writer = SummaryWriter(str(run_dir / "tb"))
         self.collect_env = make_env(cfg.env_id)
-        # Its transitions never enter the dataset; reseeded per iteration so a resumed run evaluates
-        # alike. One env per episode (up to 32): the policy acts on them as one batch.
-        n_eval = max(1, min(cfg.train.eval_episodes, MAX_EVAL_ENVS))
-        self.eval_env = DummyVecEnv([lambda: Monitor(make_env(cfg.env_id)) for _ in range(n_eval)])
+        self.eval_env: DummyVecEnv | None = None
         self.history: list[dict[str, Any]] = []
         self.iteration, self.phase, self.kept = 0, None, 0
         self.fit_losses: dict[str, float] = {}
@@ -196,6 +194,10 @@ class _Loop:
         self.dataset = self.model = self.agent = None
         try:
             self._build()
+            # Its transitions never enter the dataset; reseeded per iteration so a resumed run
+            # evaluates alike. One env per episode (up to 32): the policy acts on them as one batch.
+            n_eval = max(1, min(cfg.train.eval_episodes, MAX_EVAL_ENVS))
+            self.eval_env = DummyVecEnv([self._eval_env for _ in range(n_eval)])
             self._restore(last)
             if last is None:  # a new run: its settings as TensorBoard hparams, once
                 log_hparams(self.writer, cfg)
@@ -211,11 +213,13 @@ class _Loop:
             self.dataset.observation_space, self.dataset.action_space, cfg.world_model, cfg.fit, seed=cfg.seed
         ).to(resolve_device(cfg.device))
         d = cfg.dream
+        self.obs_mode = cfg.agent_obs_mode(self.model.image)
         dream = DreamVecEnv(
             self.model,
             d.n_envs,
             self.dataset,
             d.horizon,
+            obs_mode=self.obs_mode,
             temperature=d.temperature,
             start=d.start,
             seed=cfg.seed,
@@ -226,6 +230,11 @@ class _Loop:
         self.dreams = dream.dream
         self.agent = make_agent(agent_preset(cfg.agent), VecMonitor(dream), seed=cfg.seed)
         self.agent.set_logger(configure(str(self.run_dir / "tb"), ["tensorboard"]))
+
+    def _eval_env(self) -> Monitor:
+        """A real env as the agent sees it: through the model's features in latent mode."""
+        env = make_env(self.cfg.env_id)
+        return Monitor(LatentObservation(env, self.model) if self.obs_mode == "latent" else env)
 
     def _restore(self, last: Checkpoint | None) -> None:
         """Continue after the last checkpoint, checking that the data on disk is what it recorded."""
@@ -279,7 +288,8 @@ class _Loop:
     def close(self) -> None:
         self.writer.close()
         self.collect_env.close()
-        self.eval_env.close()
+        if self.eval_env is not None:
+            self.eval_env.close()
 
 
 # ---- the phases ------------------------------------------------------------------------------
@@ -319,7 +329,8 @@ def _explorer(loop: _Loop) -> Any:
     # "both": the planner on odd iterations, the agent on even ones, each with whole episodes
     # (exploring MountainCar's flag takes one), so the model also learns where the agent goes.
     if cfg.collect.explore == "agent" or (cfg.collect.explore == "both" and loop.iteration % 2 == 0):
-        return loop.agent
+        # The dataset records the real frames; the agent acts on the model's features of them.
+        return LatentPolicy(loop.agent, loop.model) if loop.obs_mode == "latent" else loop.agent
     settings = {"value": loop.agent, "support": loop.dataset, **cfg.collect.planner}
     try:
         return Planner(loop.model, seed=_phase_seed(cfg.seed, loop.iteration, 2), **settings)
@@ -419,6 +430,7 @@ def _evaluate(
             n,
             dataset,
             d.horizon,
+            obs_mode=cfg.agent_obs_mode(model.image),
             temperature=d.temperature,
             seed=cfg.seed + 12345,
             **d.limits(),

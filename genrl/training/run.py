@@ -28,6 +28,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 
 from genrl.data.dataset import RolloutDataset
 from genrl.data.envs import make_env
+from genrl.dream.latent import LatentObservation
 from genrl.errors import GenrlError
 from genrl.model.world_model import WorldModel
 from genrl.training.agents import agent_preset, load_policy, make_agent, preset_of, save_policy
@@ -85,12 +86,25 @@ def load_run(run_dir: str | os.PathLike, device: str = "auto") -> TrainResult:
         raise GenrlError(f"{run_dir / 'summary.json'}: expected a history list, got {type(history).__name__}")
     model = WorldModel.load(run_dir / "model", device=device)
     dataset = RolloutDataset.load(run_dir / "data")
-    return TrainResult(run_dir, history, load_agent(cfg, weights), model, dataset, cfg)
+    return TrainResult(run_dir, history, load_agent(cfg, weights, model), model, dataset, cfg)
 
 
-def load_agent(cfg: TrainConfig, weights: str | os.PathLike) -> BaseAlgorithm:
-    """The run's agent, built from its preset on the real env, with the saved policy weights."""
-    venv = DummyVecEnv([lambda: make_env(cfg.env_id)])
+def load_agent(
+    cfg: TrainConfig, weights: str | os.PathLike, model: WorldModel | None = None
+) -> BaseAlgorithm:
+    """The run's agent, built from its preset on the real env, with the saved policy weights.
+
+    An agent of latent mode acts on ``model``'s features: the real env is seen through
+    :class:`~genrl.dream.latent.LatentObservation`, as during the run.
+    """
+    latent = model is not None and cfg.agent_obs_mode(model.image) == "latent"
+    if model is None and cfg.dream.obs_mode == "latent":
+        raise GenrlError(
+            "load_agent: expected the run's world model, since its agent acts on latent features"
+        )
+    venv = DummyVecEnv(
+        [lambda: LatentObservation(make_env(cfg.env_id), model) if latent else make_env(cfg.env_id)]
+    )
     with warnings.catch_warnings():
         # Training-only settings (e.g. PPO's batch size vs. one env's rollout) warn here needlessly.
         warnings.simplefilter("ignore", UserWarning)

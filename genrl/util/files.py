@@ -108,12 +108,12 @@ def check_format(meta: dict, fmt: str, version: int | tuple[int, ...], path: str
     return int(given)
 
 
-def write_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
-    """Write arrays as an ``.npz`` atomically; :func:`read_npz` reads it back."""
+def write_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray], compress: bool = False) -> None:
+    """Write arrays as an ``.npz`` atomically (deflated if ``compress``); :func:`read_npz` reads it back."""
 
     def _write(tmp: str) -> None:
         with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
+            (np.savez_compressed if compress else np.savez)(f, **arrays)
 
     atomic_write(path, _write)
 

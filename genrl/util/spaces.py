@@ -34,6 +34,16 @@ def check_supported(observation_space: spaces.Space, action_space: spaces.Space)
         )
 
 
+def is_image(space: spaces.Space) -> bool:
+    """Whether observations of ``space`` are pictures: a Box of shape (height, width, channels)."""
+    return isinstance(space, spaces.Box) and len(space.shape) == 3
+
+
+def is_binary(space: spaces.Space) -> bool:
+    """Whether every value of ``space`` is 0 or 1 (MinAtar's grids of cells): a bool Box."""
+    return isinstance(space, spaces.Box) and np.dtype(space.dtype) == np.bool_
+
+
 def describe_space(space: Any) -> str:
     """A space on one line, however many dimensions its bounds have (numpy would wrap them)."""
     if isinstance(space, spaces.Box):
