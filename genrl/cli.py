@@ -367,12 +367,18 @@ def cmd_dream(args: argparse.Namespace) -> int:
     record = Path(args.record) if args.record is not None else None
     if record is not None and record.suffix.lower() != ".gif":
         raise GenrlError(f"--record: expected a path ending in .gif, got {str(record)!r}")
-    env = DreamEnv(
-        args.model_dir,
-        horizon=args.horizon,
-        temperature=args.temperature,
-        render_mode="rgb_array" if record is not None else None,
-    )
+    source = Path(args.model_dir)
+    if (source / "config.json").is_file() and (source / "model").is_dir():  # a run folder: its model
+        source = source / "model"
+    settings = {"horizon": args.horizon, "temperature": args.temperature}
+    settings["render_mode"] = "rgb_array" if record is not None else None
+    env = DreamEnv(source, **settings)
+    if args.agent is not None:
+        cfg = read_config(args.agent)
+        obs_mode = cfg.agent_obs_mode(env.model.image)
+        if obs_mode != env.dream.obs_mode:  # the agent sees what it saw in its run's dreams
+            env.close()
+            env = DreamEnv(source, obs_mode=obs_mode, **settings)
     env.action_space.seed(args.seed)
     act, driver = _dream_driver(args.agent, env)
     table = Table(title=f"dreams of {args.model_dir} ({driver})")
@@ -412,11 +418,19 @@ def cmd_dream(args: argparse.Namespace) -> int:
 
 
 def _dream_driver(agent_dir: str | None, env: DreamEnv) -> tuple[Callable[[np.ndarray], Any], str]:
-    """What acts in the dream: a run's saved agent (deterministic), else random actions."""
+    """What acts in the dream: a run's saved agent (deterministic), else random actions.
+
+    An agent of latent mode acts on the dream model's features: dream with the run's own model.
+    """
     if agent_dir is None:
         return lambda obs: env.action_space.sample(), "random actions"
     run_dir = Path(agent_dir)
-    agent = load_agent(read_config(run_dir), run_dir / "policy.safetensors")
+    weights = run_dir / "policy.safetensors"
+    if not weights.is_file():
+        raise GenrlError(
+            f"--agent: expected policy weights at {weights}, found no such file (did the run finish?)"
+        )
+    agent = load_agent(read_config(run_dir), weights, env.model)
     shape, agent_shape = env.observation_space.shape, agent.observation_space.shape
     # SB3 feeds a CNN channels first (VecTransposeImage) and transposes observations itself.
     if agent_shape not in (shape, (shape[-1], *shape[:-1]) if len(shape) == 3 else shape):
@@ -477,6 +491,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
             f"{env_id}: real return {returns.mean():.1f} ± {returns.std():.1f} over {len(returns)} episodes "
             f"(deterministic policy); dream return at temperature 1: "
             + ", ".join(f"{r['dream_return']:.1f}" for r in report.gap if r["temperature"] == 1.0)
+        )
+    if report.video is not None:
+        v, h = report.video, report.video.horizon
+        print(
+            f"Open-loop video ({v.context} steps observed, then {h} imagined): PSNR at h={h} "
+            f"{v.psnr['model'][-1]:.1f} dB (repeat last: {v.psnr['repeat last'][-1]:.1f} dB); "
+            f"{out / 'open_loop.gif'}"
         )
     print(f"Report: {markdown} (TensorBoard: {writer_dir if writer_dir is not None else out / 'tb'})")
     return 0
@@ -651,7 +672,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "model_dir",
         metavar="MODEL_DIR",
-        help="folder written by `genrl fit`, `genrl train` or `genrl synthesize`",
+        help="folder written by `genrl fit`, `genrl train` (a run folder: its model) or `genrl synthesize`",
     )
     p.add_argument("--episodes", type=_positive_int, default=5, help="dreams to roll out (default: 5)")
     # None: a package's own setting, else 500 steps and temperature 1.

@@ -5,7 +5,9 @@ make_v0_3_0_dev.py at 48d0ce1; model format 2, run config 2, before the defaults
 limits of format 3) and model format 4 with run config 4 (tests/fixtures/v0_3_0_f4, made by
 make_v0_3_0_f4.py at f7e1e66: Markov dynamics and ensembles, before the heads saw the latent
 before a step) and model format 5 with run config 5 (tests/fixtures/v0_3_0_f5, made by
-make_v0_3_0_f5.py at 8944124: before the reward of a step that ends an episode had its own head)."""
+make_v0_3_0_f5.py at 8944124: before the reward of a step that ends an episode had its own head)
+and model format 6 with run config 6 and dataset schema 1 (tests/fixtures/v0_3_0_f6, made by
+make_v0_3_0_f6.py at e578912: before image models and compressed frames)."""
 
 import json
 import shutil
@@ -20,10 +22,11 @@ from genrl import GenrlError, RolloutDataset, WorldModel
 
 FIXTURES = Path(__file__).parent / "fixtures" / "v0_1_0"
 VERSIONS = pytest.mark.parametrize(
-    "fixtures", ["v0_1_0", "v0_3_0_dev", "v0_3_0_f4", "v0_3_0_f5"], indirect=True
+    "fixtures", ["v0_1_0", "v0_3_0_dev", "v0_3_0_f4", "v0_3_0_f5", "v0_3_0_f6"], indirect=True
 )
 FORMAT_4 = Path(__file__).parent / "fixtures" / "v0_3_0_f4"
 FORMAT_5 = Path(__file__).parent / "fixtures" / "v0_3_0_f5"
+FORMAT_6 = Path(__file__).parent / "fixtures" / "v0_3_0_f6"
 
 
 @pytest.fixture
@@ -82,8 +85,8 @@ def test_an_old_model_predicts_as_it_did(fixtures, name):
 
 
 @pytest.mark.parametrize("name", ["model_identity", "model_ensemble"])
-@pytest.mark.parametrize("folder, transition_heads", [(FORMAT_4, False), (FORMAT_5, True)])
-def test_a_format_4_or_5_model_predicts_as_it_did(folder, transition_heads, name):
+@pytest.mark.parametrize("folder, transition_heads", [(FORMAT_4, False), (FORMAT_5, True), (FORMAT_6, True)])
+def test_a_format_4_5_or_6_model_predicts_as_it_did(folder, transition_heads, name):
     model = WorldModel.load(folder / name, device="cpu")
     expected = np.load(folder / f"{name}_predictions.npz")
     got = predictions(model, RolloutDataset.load(folder / "dataset"))
@@ -92,8 +95,10 @@ def test_a_format_4_or_5_model_predicts_as_it_did(folder, transition_heads, name
     # Format 4's heads saw only the latent after a step, format 5's both; in both one reward head
     # scored every step, endings too. Their dynamics were Markov, and a fit set their support.
     assert model.config.transition_heads is transition_heads and model.config.rnn_dim == 0
-    assert model.config.terminal_reward is False
-    assert not any("terminal_reward_head" in key for key in model.state_dict())
+    terminal = folder == FORMAT_6  # format 6 added the terminal reward head, on by default
+    assert model.config.terminal_reward is terminal
+    assert any("terminal_reward_head" in key for key in model.state_dict()) is terminal
+    assert model.config.image_size is None and model.config.likelihood == "auto"  # vector models
     assert model.ensemble_size == (2 if name == "model_ensemble" else 1)
     assert torch.isfinite(model.support_high).all() and torch.isfinite(model.reward_low)
 
@@ -101,7 +106,7 @@ def test_a_format_4_or_5_model_predicts_as_it_did(folder, transition_heads, name
 def test_a_0_1_0_model_saved_again_loads_identically(tmp_path):
     model = WorldModel.load(FIXTURES / "model_vae", device="cpu")
     model.save(tmp_path / "again")
-    assert json.loads((tmp_path / "again" / "model.json").read_text())["version"] == 6
+    assert json.loads((tmp_path / "again" / "model.json").read_text())["version"] == 7
     again = WorldModel.load(tmp_path / "again", device="cpu")
     for key, value in model.state_dict().items():
         torch.testing.assert_close(again.state_dict()[key], value, rtol=0, atol=0)
@@ -115,8 +120,9 @@ def test_an_old_run_loads_and_resumes_as_it_did(fixtures, tmp_path):
     assert run.config.env_id == "CartPole-v1" and run.config.train.iterations == 1
     assert run.config.fit.steps == 30 and run.config.world_model.hidden_dim == 32
     # What every run config before 5 had, and before 6.
-    assert run.config.world_model.transition_heads is (fixtures.name == "v0_3_0_f5")
-    assert run.config.world_model.terminal_reward is False
+    assert run.config.world_model.transition_heads is (fixtures.name in ("v0_3_0_f5", "v0_3_0_f6"))
+    assert run.config.world_model.terminal_reward is (fixtures.name == "v0_3_0_f6")
+    assert run.config.dream.obs_mode is None  # decoded, as every vector run
     assert [row["iteration"] for row in run.history] == [0]
     resumed = genrl.resume(run_dir, progress=False, iterations=2)
     expected = json.loads((fixtures / "run_resumed_history.json").read_text())
@@ -139,6 +145,6 @@ def test_a_file_of_an_unknown_version_names_it(tmp_path):
     (tmp_path / "model" / "model.json").write_text(json.dumps({**meta, "version": 99}))
     with pytest.raises(
         GenrlError,
-        match=r"genrl\.world_model version 99; this genrl reads version 1 or 2 or 3 or 4 or 5 or 6",
+        match=r"genrl\.world_model version 99; this genrl reads version 1 or 2 or 3 or 4 or 5 or 6 or 7",
     ):
         WorldModel.load(tmp_path / "model")

@@ -106,7 +106,7 @@ def test_continuous_actions_round_trip(tmp_path):
 def test_dataset_json_describes_the_schema(tmp_path):
     RolloutDataset(OBS, ACT, tmp_path)
     meta = json.loads((tmp_path / "dataset.json").read_text())
-    assert meta["format"] == "genrl.rollouts" and meta["version"] == 1
+    assert meta["format"] == "genrl.rollouts" and meta["version"] == 2
     assert meta["action_space"] == {"type": "Discrete", "n": 3, "start": 0}
     assert meta["observation_space"]["type"] == "Box"
 
@@ -253,7 +253,7 @@ def test_load_rejects_bad_episode_contents(tmp_path):
     "change, match",
     [
         ({"format": "something.else"}, "expected a genrl.rollouts file .* got format 'something.else'"),
-        ({"version": 2}, "genrl.rollouts version 2; this genrl reads version 1"),
+        ({"version": 3}, "genrl.rollouts version 3; this genrl reads version 1 or 2"),
         ({"action_space": {"type": "Weird"}}, "expected type Discrete or Box"),
         (
             {"action_space": {"type": "Box", "shape": [1], "dtype": "float32", "low": [0], "high": ["inf"]}},

@@ -86,7 +86,7 @@ def test_a_config_of_an_earlier_version_keeps_the_defaults_it_was_written_with()
     new = TrainConfig.from_dict({"env_id": "CartPole-v1"})
     assert (new.agent, new.dream.support, new.world_model.encoder) == ("auto", 3.0, "auto")
     # A written config is version 6 and reads back to itself.
-    assert new.to_dict()["version"] == 6 and TrainConfig.from_dict(new.to_dict(), version=6) == new
+    assert new.to_dict()["version"] == 7 and TrainConfig.from_dict(new.to_dict(), version=7) == new
     # Version 3 truncated dreams that left the support and had a GRU of 128 for vector state.
     v3 = TrainConfig.from_dict({"env_id": "CartPole-v1"}, version=3)
     assert (v3.dream.off_support, v3.world_model.rnn_dim) == ("truncate", 128)

@@ -456,8 +456,8 @@ CASES = [
         id="load-dataset-from-model-folder",
     ),
     pytest.param(
-        lambda w: RolloutDataset.load(_edit_json(w.saved_dataset() / "dataset.json", version=2)),
-        r"dataset\.json is genrl\.rollouts version 2; this genrl reads version 1",
+        lambda w: RolloutDataset.load(_edit_json(w.saved_dataset() / "dataset.json", version=3)),
+        r"dataset\.json is genrl\.rollouts version 3; this genrl reads version 1 or 2",
         id="load-dataset-of-newer-version",
     ),
     pytest.param(
@@ -505,8 +505,8 @@ CASES = [
         for name, obs, act, match in UNSUPPORTED_SPACES
     ),
     pytest.param(
-        _model_of_spaces(spaces.Box(0, 255, (8, 8, 3), np.uint8), spaces.Discrete(2)),
-        r"image observations \(8, 8, 3\) are not supported yet: expected a vector observation",
+        _model_of_spaces(spaces.Box(-np.inf, np.inf, (8, 8, 3), np.float32), spaces.Discrete(2)),
+        r"image observations: expected a Box with finite bounds \(such as 0 and 255\), got Box\(-inf, inf, \(8, 8, 3\), float32\)",
         id="model-image-observations",
     ),
     pytest.param(
@@ -555,8 +555,8 @@ CASES = [
         id="load-model-from-dataset-folder",
     ),
     pytest.param(
-        lambda w: WorldModel.load(_edit_json(w.saved_model() / "model.json", version=7)),
-        r"model\.json is genrl\.world_model version 7; this genrl reads version 1 or 2 or 3 or 4 or 5 or 6$",
+        lambda w: WorldModel.load(_edit_json(w.saved_model() / "model.json", version=8)),
+        r"model\.json is genrl\.world_model version 8; this genrl reads version 1 or 2 or 3 or 4 or 5 or 6 or 7$",
         id="load-model-of-newer-version",
     ),
     pytest.param(

@@ -314,3 +314,96 @@ def test_genrl_dream_records_a_gif(image_model, tmp_path, monkeypatch):
         assert 2 <= clip.n_frames <= 7 + 7
         assert clip.size == (16, 16)
     assert main(["dream", str(folder / "model"), "--record", str(tmp_path / "x.mp4")]) == 2
+
+
+@pytest.fixture(scope="module")
+def cartpole_run(tmp_path_factory):
+    """A finished run folder of CartPole: a barely fitted model and an untrained PPO agent."""
+    from stable_baselines3 import PPO
+
+    from genrl.data.collect import collect
+    from genrl.training.run import save_run
+
+    data = collect("CartPole-v1", 100, seed=0, progress=False)
+    model = WorldModel(data.observation_space, data.action_space, hidden_dim=16, rnn_dim=16, seed=0)
+    model.fit(data, steps=3, progress=False)
+    agent = PPO(
+        "MlpPolicy", "CartPole-v1", n_steps=32, batch_size=32, seed=0, policy_kwargs={"net_arch": [8]}
+    )
+    return save_run(tmp_path_factory.mktemp("run") / "run", agent, model, data, "CartPole-v1")
+
+
+def test_genrl_dream_records_a_runs_agent(cartpole_run, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    gif = tmp_path / "agent.gif"
+    argv = ["dream", str(cartpole_run), "--agent", str(cartpole_run), "--record", str(gif), "--steps", "12"]
+    assert main([*argv, "--horizon", "6", "--fps", "20"]) == 0
+    out = capsys.readouterr().out
+    assert "(the agent of" in out and "Recorded 15 frames (12 steps, 20 fps)" in out  # 3 dreams of 6, 6 and 0
+    with Image.open(gif) as clip:
+        assert clip.size == (200, 200)  # bars of the vector observation
+        assert 2 <= clip.n_frames <= 15 and clip.info["duration"] == 50
+
+
+def test_genrl_dream_refuses_an_agent_of_other_observations(cartpole_run, image_model, tmp_path, capsys):
+    _, _, folder = image_model
+    assert main(["dream", str(folder / "model"), "--agent", str(cartpole_run), "--steps", "2"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("genrl: error:") and len(err.splitlines()) == 1
+    assert main(["dream", str(folder / "model"), "--agent", str(tmp_path), "--steps", "2"]) == 2
+    assert "expected a genrl run folder (config.json)" in capsys.readouterr().err
+
+
+def test_genrl_dream_records_a_latent_agent_of_an_image_run(tmp_path, monkeypatch, capsys):
+    """An image run's agent acts on the model's features [z, h]: the dream gives them, and the
+    recording shows the decoded frames."""
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    from genrl.data.envs import make_env
+    from genrl.dream.latent import LatentObservation
+    from genrl.training.agents import preset_of, save_policy
+    from genrl.training.config import TrainConfig
+    from genrl.util.files import write_json
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    env_id = "genrl/PixelCartPole-v1"
+    real = make_env(env_id)
+    frames = np.stack([real.reset(seed=s)[0] for s in range(3)])
+    model = WorldModel(
+        real.observation_space, real.action_space, latent_dim=4, rnn_dim=8, conv_channels=4, seed=0
+    )
+    model.set_start_states(frames)
+    venv = DummyVecEnv([lambda: LatentObservation(real, model)])
+    agent = PPO("MlpPolicy", venv, n_steps=32, batch_size=32, seed=0, policy_kwargs={"net_arch": [8]})
+    run = tmp_path / "run"
+    model.save(run / "model")
+    save_policy(agent, run / "policy.safetensors")
+    cfg = TrainConfig(
+        env_id=env_id, agent=preset_of(agent), seed=0, world_model=model.config, fit=model.fit_config
+    )
+    write_json(run / "config.json", cfg.to_dict())
+    venv.close()
+    gif = tmp_path / "latent.gif"
+    code = main(
+        ["dream", str(run), "--agent", str(run), "--record", str(gif), "--steps", "4", "--horizon", "4"]
+    )
+    assert code == 0, capsys.readouterr().err
+    with Image.open(gif) as clip:
+        assert clip.size == (64, 64)  # the decoded frame, not bars of the features
+
+
+def test_open_loop_video_of_a_binary_grid_model():
+    rng = np.random.default_rng(0)
+    data = RolloutDataset(GRID, spaces.Discrete(3))
+    for _ in range(2):
+        steps = 12
+        obs = rng.random((steps + 1, 10, 10, 4)) < 0.1
+        done = np.zeros(steps, bool)
+        data.add_episode(obs, rng.integers(0, 3, steps), np.zeros(steps, np.float32), done, done)
+    model = WorldModel(GRID, spaces.Discrete(3), latent_dim=4, rnn_dim=8, conv_channels=4, seed=0)
+    video = open_loop_video(model, data, context=2, horizon=4, windows=4, show=1)
+    assert set(np.unique(video.dream)) <= {0.0, 1.0}  # decoded cells are 0 or 1
+    assert np.isfinite(video.psnr["model"]).all() and (video.counts == 4).all()
+    frames = video_frames(video)
+    assert len(frames) == 7 and frames[0].shape == (BAR + GAP + 3 * (GRID_SIZE + GAP) - GAP, GRID_SIZE, 3)

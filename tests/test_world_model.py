@@ -482,9 +482,9 @@ def test_sizes_and_fit_settings_are_two_groups(cartpole_dataset):
     assert "dynamics.0.rnn.weight_ih_l0" in flat.state_dict()
 
 
-def test_model_json_is_version_6_with_sizes_fit_settings_and_seed(saved, cartpole_model):
+def test_model_json_is_version_7_with_sizes_fit_settings_and_seed(saved, cartpole_model):
     meta = json.loads((saved / "model.json").read_text())
-    assert (meta["format"], meta["version"], meta["seed"]) == ("genrl.world_model", 6, cartpole_model.seed)
+    assert (meta["format"], meta["version"], meta["seed"]) == ("genrl.world_model", 7, cartpole_model.seed)
     assert meta["config"] == dataclasses.asdict(cartpole_model.config)
     assert meta["fit"] == dataclasses.asdict(cartpole_model.fit_config)
     assert set(meta["config"]) == {f.name for f in dataclasses.fields(WorldModelConfig)}

@@ -262,12 +262,7 @@ def _run(
                 episodes[int(np.argwhere(~np.isfinite(obs))[0][0])].check_finite()
             if hook is not None:
                 hook(starts)
-            action = np.asarray(policy(obs))
-            if epsilon > 0:
-                explore = rng.random(n) < epsilon
-                if explore.any():
-                    random_action = venv.action_space.sample()
-                    action = np.where(explore.reshape((n,) + (1,) * (action.ndim - 1)), random_action, action)
+            action = _explore(np.asarray(policy(obs)), venv, rng, epsilon)
             next_obs, reward, terminated, truncated, info = venv.step(action)
             for i in range(n):
                 if resetting[i]:
@@ -294,6 +289,17 @@ def _run(
     if limit.steps is not None:
         for episode in episodes:
             episode.flush(dataset, cut=True)
+
+
+def _explore(action: np.ndarray, venv: VectorEnv, rng: np.random.Generator, epsilon: float) -> np.ndarray:
+    """``action`` with each env's replaced by a random one with probability ``epsilon``."""
+    if epsilon > 0:
+        n = len(action)
+        explore = rng.random(n) < epsilon
+        if explore.any():
+            random_action = venv.action_space.sample()
+            action = np.where(explore.reshape((n,) + (1,) * (action.ndim - 1)), random_action, action)
+    return action
 
 
 class _Episode:

@@ -55,8 +55,9 @@ class DreamBatch:
     :param dataset: real data to draw start states from; defaults to the start states saved in the model
     :param horizon: steps after which a dream is truncated (never terminated)
     :param obs_mode: ``"decoded"`` gives observations in the real env's space, ``"latent"`` the
-        model's features: the latent and the recurrent state, ``[z_t, h_t]`` (World Models'
-        controller input), which :class:`~genrl.dream.latent.LatentObservation` gives a real env
+        model's features: the latent, and for an image model the recurrent state too,
+        ``[z_t, h_t]`` (World Models' controller input), which
+        :class:`~genrl.dream.latent.LatentObservation` gives a real env
     :param temperature: sampling temperature of the dynamics (1 = as learned)
     :param start: ``"initial"`` starts from real reset observations, ``"any"`` from any recorded state
     :param seed: seeds start-state sampling and the dynamics' noise
@@ -269,9 +270,12 @@ class DreamBatch:
         """The reward penalty charged over those steps (0 without ``reward_penalty``)."""
         return float(self._charged)
 
-    def observe(self, z: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-        """What a policy sees of dreams at (z, h): decoded observations, or the features [z, h]."""
-        return self.model.decode(z) if self.obs_mode == "decoded" else torch.cat([z, h], -1)
+    def observe(self, z: torch.Tensor, h: torch.Tensor | None = None) -> torch.Tensor:
+        """What a policy sees of dreams at (z, h): decoded observations, or the latent features
+        (h None: a fresh recurrent state)."""
+        if h is None:
+            h = self.model.initial_state(len(z))
+        return self.model.decode(z) if self.obs_mode == "decoded" else self.model.features(z, h)
 
     def render(self, obs: np.ndarray) -> np.ndarray:
         """An RGB picture of one observation of these dreams: the decoded frame of an image

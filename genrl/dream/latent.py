@@ -1,5 +1,7 @@
 """A real env seen as a latent-mode dream sees itself: the model's features ``[z_t, h_t]``.
 
+(For an image model; a vector model's features are its latent ``z_t`` alone, as they always were.)
+
 A policy trained in latent-mode dreams acts on the latent of the current observation and the
 recurrent state that summarises the history before it (World Models' controller input). Here a
 real env gives the same features: each real observation is encoded, and the recurrent state is
@@ -44,7 +46,7 @@ class LatentFeatures:
         if starts is not None and np.any(starts):
             self.h[torch.as_tensor(np.asarray(starts, dtype=bool), device=self.h.device)] = 0.0
         self.z = self.model.encode(torch.as_tensor(np.asarray(obs), device=self.model.device))
-        return torch.cat([self.z, self.h], -1).cpu().numpy()
+        return self.model.features(self.z, self.h).cpu().numpy()
 
     @torch.inference_mode()
     def act(self, actions: np.ndarray) -> None:

@@ -130,10 +130,7 @@ def evaluate(
         _reconstruction(model, evaluation, report)
         _teacher_forced(model, evaluation, report)
         _open_loop(model, evaluation, baseline_data, int(horizon), max_windows, seed, report)
-        if is_image(model.observation_space):
-            report.video = open_loop_video(model, evaluation, video_context, int(horizon), seed=seed)
-            report.curves.update(report.video.curves())
-            report.scalars.update(report.video.scalars())
+        _video(model, evaluation, video_context, int(horizon), seed, report)
     _critic(model, evaluation, int(clip_length), max_windows, seed, report)
     return report
 
@@ -292,6 +289,16 @@ def _open_loop(
     report.example = {"true": obs[longest], "valid": valid[longest]}
     for name, pred in predictions.items():
         report.example[name] = np.concatenate([obs[longest, :1], pred[longest]])
+
+
+def _video(
+    model: WorldModel, data: RolloutDataset, context: int, horizon: int, seed: int, report: EvaluationReport
+) -> None:
+    """A model of images: the open-loop video report, its curves and scalars beside the others."""
+    if is_image(model.observation_space):
+        report.video = open_loop_video(model, data, context, horizon, seed=seed)
+        report.curves.update(report.video.curves())
+        report.scalars.update(report.video.scalars())
 
 
 def _disagreement(

@@ -152,7 +152,9 @@ def _data_section(report: EvaluationReport) -> list[str]:
         f"episodes of the dataset (the model trained on {d['dataset_training_episodes']} others)"
         + (f" and {fresh} fresh real episodes played by the policy." if fresh else "."),
         "Errors are mean squared errors of standardised observations (each dimension divided by "
-        "the training data's standard deviation).",
+        "the training data's standard deviation)."
+        if report.video is None  # a model of images scales its pixels by the space's range
+        else "Errors are mean squared errors per pixel, in [0, 1] units (the pixels' range).",
     ]
 
 

@@ -53,9 +53,10 @@ class OpenLoopVideo:
     """An open-loop report: per-horizon errors over many windows, and the frames of a few.
 
     ``mse`` and ``psnr`` map each predictor (``"model"``, ``"repeat last"``) to (H,) curves: at
-    horizon k (1..H), the mean over windows of each imagined frame's mean squared error per
-    pixel in [0, 1] units, and of its PSNR in dB. ``counts`` (H,) is how many windows reach each
-    horizon inside their episode (a horizon none reaches is NaN).
+    horizon k (1..H), the mean over windows of the imagined frame's mean squared error per pixel
+    in [0, 1] units, and the PSNR in dB of that mean error (of the mean, not a mean of per-frame
+    PSNRs, which a few exactly repeated frames, at the 100 dB cap, would swamp). ``counts`` (H,)
+    is how many windows reach each horizon inside their episode (a horizon none reaches is NaN).
 
     ``real`` and ``dream`` hold ``T = context + 1 + horizon`` frames of a few windows,
     (n, T, H, W, C) in the space's values: frames 0..context are observed (the dream shows their
@@ -165,7 +166,7 @@ def open_loop_video(
     for name in PREDICTORS:
         mse = np.concatenate(errors[name])  # (N, H) per frame
         video.mse[name] = _per_horizon(mse, weights, video.counts)
-        video.psnr[name] = _per_horizon(psnr(mse), weights, video.counts)
+        video.psnr[name] = psnr(video.mse[name])
     shown = np.argsort(-reach.sum(1), kind="stable")[:show]
     if len(shown):
         obs = cut.obs[shown]

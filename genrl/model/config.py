@@ -7,6 +7,7 @@ its presets and run configs) splits into the two by name: :func:`split_settings`
 from __future__ import annotations
 
 import dataclasses
+import difflib
 from dataclasses import dataclass
 from typing import Any
 
@@ -164,6 +165,9 @@ def split_settings(settings: Any, what: str = "world model settings") -> tuple[d
             fit[name] = value
         elif key != "seed":
             known = sorted(model_names | fit_names | {"seed"})
-            raise GenrlError(f"unknown {what} {[key]}; expected some of {known}")
+            # The closest names, where there are any: the whole list no longer fits on a line.
+            close = difflib.get_close_matches(str(key), known, n=3)
+            hint = f"{close} (closest; all are WorldModelConfig's and FitConfig's fields)" if close else known
+            raise GenrlError(f"unknown {what} {[key]}; expected some of {hint}")
     seed = settings.get("seed")
     return model, fit, None if seed is None else check_int(seed, "world model seed", 0)

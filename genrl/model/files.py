@@ -1,5 +1,10 @@
 """The world model's file format: a folder with ``model.json`` and ``weights.safetensors``.
 
+Version 7 (genrl 0.3) adds image models: ``config.image_size``, ``config.conv_channels`` and
+``config.likelihood`` (a convolutional VAE's working resolution, width and pixel likelihood), and
+``start_states`` in the observation space's dtype (uint8 frames). Older files hold vector models,
+for which these settings mean nothing, and load with the defaults.
+
 Version 6 (genrl 0.3) adds ``config.terminal_reward`` (the reward of a step that ends the episode
 has its own head, ``dynamics.<k>.terminal_reward_head.*``); older files load with ``False``.
 
@@ -53,8 +58,8 @@ from genrl.util.files import atomic_write, check_format, check_tensors, read_jso
 from genrl.util.spaces import space_from_json, space_to_json
 
 FORMAT = "genrl.world_model"
-VERSION = 6
-READS = (1, 2, 3, 4, 5, 6)
+VERSION = 7
+READS = (1, 2, 3, 4, 5, 6, 7)
 # Version 3 added the data's support; older files load with none (unbounded) until a refit.
 SUPPORT = ("support_low", "support_high", "support_scale", "reward_low", "reward_high")
 # Version 1 kept the dynamics' modules at the top level of the state dict.

@@ -127,14 +127,7 @@ class WorldModel(nn.Module):
             )
         self.register_buffer("obs_mean", torch.zeros(obs_shape))
         self.register_buffer("obs_std", torch.ones(obs_shape))
-        # Start states keep the space's own dtype: uint8 frames are a quarter of float32 ones.
-        state_dtype = torch.float32
-        if self.image:  # pixels are standardised to [0, 1] by the space's bounds, not by the data
-            self.obs_mean.copy_(torch.as_tensor(observation_space.low.astype(np.float32)))
-            self.obs_std.copy_(
-                torch.as_tensor(observation_space.high.astype(np.float32) - observation_space.low)
-            )
-            state_dtype = torch.from_numpy(np.zeros(0, observation_space.dtype)).dtype
+        state_dtype = self._scale_pixels(observation_space) if self.image else torch.float32
         self.register_buffer("reward_mean", torch.zeros(()))
         self.register_buffer("reward_std", torch.ones(()))
         self.register_buffer("start_states", torch.zeros((0, *obs_shape), dtype=state_dtype))
@@ -161,6 +154,14 @@ class WorldModel(nn.Module):
             "_obs_high", torch.as_tensor(np.where(np.isfinite(high), high, np.inf), dtype=torch.float32)
         )
         self._trainer: Trainer | None = None
+
+    def _scale_pixels(self, space: spaces.Box) -> torch.dtype:
+        """Standardise pixels to [0, 1] by the space's bounds (not by the data); returns the dtype
+        start states keep: the space's own, as uint8 frames are a quarter of float32 ones."""
+        low = space.low.astype(np.float32)
+        self.obs_mean.copy_(torch.as_tensor(low))
+        self.obs_std.copy_(torch.as_tensor(space.high.astype(np.float32) - low))
+        return torch.from_numpy(np.zeros(0, space.dtype)).dtype
 
     @property
     def device(self) -> torch.device:
@@ -261,8 +262,13 @@ class WorldModel(nn.Module):
 
     @property
     def feature_dim(self) -> int:
-        """The size of the features latent mode gives a policy: the latent and the recurrent state."""
-        return self.config.latent_dim + self.ensemble_size * self.config.rnn_dim
+        """The size of the features latent mode gives a policy: an image model's latent and
+        recurrent state (a frame shows no velocities: its history does), a vector model's latent."""
+        return self.config.latent_dim + (self.ensemble_size * self.config.rnn_dim if self.image else 0)
+
+    def features(self, z: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        """What latent mode shows a policy at (z, h): ``[z, h]`` for an image model, else ``z``."""
+        return torch.cat([z, h], -1) if self.image else z
 
     @torch.no_grad()
     def unroll(
