@@ -12,6 +12,7 @@ import torch
 from gymnasium import spaces
 from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from genrl import (
     DreamEnv,
@@ -194,3 +195,8 @@ def test_the_loop_learns_from_pixels(tmp_path):
     assert first["eval_return_mean"] < 0.5  # a random walk seldom gets there
     assert last["eval_return_mean"] >= 0.9 and last["real_steps"] <= 600
     assert result.model.image and result.history[-1]["dream_return_mean"] > 0.5
+    # Every iteration logged what the model imagines beside what happened, as a GIF.
+    events = EventAccumulator(str(tmp_path / "run" / "tb"))
+    events.Reload()
+    assert "dream/open_loop" in events.Tags()["images"]
+    assert len(events.Images("dream/open_loop")) == len(result.history)

@@ -2,9 +2,16 @@
 
 Both predict open loop from one real observation and the real actions, exactly as a dream does,
 so that their error curves stand beside the model's in ``genrl.evaluate``.
+
+A model of images gets baselines that make sense for pixels, at a bounded cost: repeat the last
+frame, the training data's mean frame (:class:`MeanFrame`), and linear dynamics of the model's own
+latents, decoded by its decoder (:class:`LatentLinear`). Linear dynamics of the pixels themselves
+would need a D x D Gram matrix (D = 27,648 for CarRacing: about 6 GB) and fit nothing useful.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 import numpy as np
 import torch
@@ -12,6 +19,7 @@ from gymnasium import spaces
 
 from genrl.data.dataset import RolloutDataset
 from genrl.errors import GenrlError
+from genrl.model.world_model import WorldModel
 from genrl.util.spaces import ActionCodec
 
 
@@ -52,6 +60,12 @@ class LinearDynamics:
         obs = np.concatenate([ep.obs[:-1].reshape(ep.length, -1) for ep in dataset.episodes])
         nxt = np.concatenate([ep.obs[1:].reshape(ep.length, -1) for ep in dataset.episodes])
         actions = np.concatenate([ep.action for ep in dataset.episodes])
+        return self.fit_arrays(obs, actions, nxt)
+
+    def fit_arrays(self, obs: np.ndarray, actions: np.ndarray, nxt: np.ndarray) -> LinearDynamics:
+        """Fit on transitions given as arrays: obs (N, D), env actions (N, ...), next obs (N, D)."""
+        if not len(obs):
+            raise GenrlError("expected transitions to fit the linear baseline on, got none")
         self.mean = obs.mean(0)
         self.std = np.maximum(obs.std(0), 1e-3)
         x = self._features(obs, actions)
@@ -70,3 +84,82 @@ class LinearDynamics:
             obs = np.clip(obs, self.low, self.high)
             out.append(obs)
         return np.stack(out, axis=1)
+
+
+class MeanFrame:
+    """Predicts the same frame at every step: the mean of the training data's frames.
+
+    For pixels it is the constant prediction of least squared error (for a grid of cells, each
+    cell's frequency), what a model that learnt nothing of the dynamics could still output.
+    """
+
+    name = "mean frame"
+
+    def __init__(self) -> None:
+        self.frame: np.ndarray | None = None
+
+    def fit(self, frames: Iterable[np.ndarray]) -> MeanFrame:
+        """Average chunks of frames (B, H, W, C); only their running sum is kept (float64)."""
+        total, count = None, 0
+        for chunk in frames:
+            part = np.asarray(chunk, dtype=np.float64).sum(0)
+            total = part if total is None else total + part
+            count += len(chunk)
+        if total is None or count == 0:
+            raise GenrlError("expected frames to fit the mean-frame baseline on, got none")
+        self.frame = (total / count).astype(np.float32)
+        return self
+
+    def rollout(self, first_obs: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        """first_obs (N, ...), actions (N, H, ...) -> the mean frame (N, H, ...), broadcast (a view)."""
+        if self.frame is None:
+            raise GenrlError("the mean-frame baseline is not fitted: expected fit(frames) before rollout")
+        return np.broadcast_to(self.frame, (len(first_obs), actions.shape[1], *self.frame.shape))
+
+
+class LatentLinear:
+    """The linear baseline of a model of images: :class:`LinearDynamics` of the model's latents.
+
+    Fitted on real transitions encoded by the model's encoder (latent means), rolled out from the
+    latent of a real first frame, clipped to the range of the fitted latents, and decoded by the
+    model's decoder. Beside the model, it isolates the dynamics: both share the encoder and the
+    decoder, so the model must beat it by what its learnt transitions add to a linear map.
+    """
+
+    name = "linear"
+
+    def __init__(self, model: WorldModel, ridge: float = 1e-3):
+        self.model, self.ridge = model, float(ridge)
+        self.linear: LinearDynamics | None = None
+        self.transitions = 0
+
+    @torch.inference_mode()
+    def encode(self, frames: np.ndarray | torch.Tensor) -> np.ndarray:
+        """Frames (B, H, W, C) -> latent means (B, latent_dim), float64."""
+        obs = torch.as_tensor(frames, device=self.model.device)
+        return self.model.encode(obs).cpu().double().numpy()
+
+    def fit(self, transitions: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> LatentLinear:
+        """Fit on chunks of real transitions (frames (B, ...), env actions (B, ...), next frames);
+        each chunk is encoded and dropped, so only the latents are kept."""
+        z, actions, z_next = [], [], []
+        for obs, action, nxt in transitions:
+            z.append(self.encode(obs))
+            z_next.append(self.encode(nxt))
+            actions.append(np.asarray(action))
+        if not z or not sum(len(x) for x in z):
+            raise GenrlError("expected transitions to fit the linear baseline on, got none")
+        z_all, z_next_all = np.concatenate(z), np.concatenate(z_next)
+        both = np.concatenate([z_all, z_next_all])
+        bounds = spaces.Box(both.min(0), both.max(0), dtype=np.float64)
+        self.linear = LinearDynamics(bounds, self.model.action_space, self.ridge)
+        self.linear.fit_arrays(z_all, np.concatenate(actions), z_next_all)
+        self.transitions = len(z_all)
+        return self
+
+    def rollout(self, first_z: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        """first_z (N, latent_dim), actions (N, H, ...) -> predicted latents (N, H, latent_dim);
+        the caller decodes them (step by step, as a dream decodes)."""
+        if self.linear is None:
+            raise GenrlError("the linear baseline is not fitted: expected fit(transitions) before rollout")
+        return self.linear.rollout(np.asarray(first_z, dtype=np.float64), actions)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from genrl.evaluation.evaluate import PREDICTORS, EvaluationReport
+from genrl.evaluation.evaluate import EvaluationReport
 from genrl.evaluation.video import PREDICTORS as VIDEO_PREDICTORS
 from genrl.evaluation.video import error_figure, report_horizons, write_video_files
 from genrl.util.files import atomic_write, write_json
@@ -26,7 +26,7 @@ from genrl.util.files import atomic_write, write_json
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-COLOURS = {"model": "tab:blue", "repeat last": "tab:grey", "linear": "tab:orange"}
+COLOURS = {"model": "tab:blue", "repeat last": "tab:grey", "linear": "tab:orange", "mean frame": "tab:green"}
 
 
 def write_report(report: EvaluationReport, folder: str | os.PathLike, writer: Any | None = None) -> Path:
@@ -167,22 +167,29 @@ def _open_loop_section(report: EvaluationReport) -> list[str]:
         f"From one real observation, under the real actions; the model uses its mean prediction "
         f"(temperature 0). {int(s['open_loop/windows'])} windows; the linear baseline is fitted on "
         f"{d['linear_fitted_on']}.",
-        "",
     ]
+    if report.video is not None:
+        lines += [
+            "For a model of images the linear baseline is linear dynamics of the model's own latents "
+            f"(fitted on {d.get('linear_transitions', 'n/a')} encoded transitions, its predictions "
+            "decoded by the model's decoder), and the mean frame predicts the mean of "
+            f"{d.get('mean_frame_frames', 'n/a')} frames of those episodes at every step.",
+        ]
+    lines.append("")
+    predictors = report.predictors
     horizons = sorted(int(k.rsplit("/h", 1)[1]) for k in s if k.startswith("open_loop/model/h"))
     lines.append("| predictor | " + " | ".join(f"h={k}" for k in horizons) + " |")
     lines.append("| --- |" + " --- |" * len(horizons))
-    for name in PREDICTORS:
+    for name in predictors:
         lines.append(f"| {name} | " + " | ".join(_fmt(s[f"open_loop/{name}/h{k}"]) for k in horizons) + " |")
-    verdict = (
-        "below both baselines at every horizon" if report.beats_baselines() else "NOT below both baselines"
-    )
+    baselines = "both baselines" if len(predictors) == 3 else "every baseline"
+    verdict = f"below {baselines} at every horizon" if report.beats_baselines() else f"NOT below {baselines}"
     curve = report.curves["open_loop/model"]
     lines += ["", f"The model's curve is {verdict} up to h={len(curve)}."]
     losing = [
         k + 1
         for k in range(len(curve))
-        if any(curve[k] >= report.curves[f"open_loop/{n}"][k] for n in PREDICTORS[1:])
+        if any(curve[k] >= report.curves[f"open_loop/{n}"][k] for n in predictors[1:])
     ]
     if losing:
         lines.append(f"Horizons where a baseline is as good or better: {_ranges(losing)}.")
@@ -192,7 +199,7 @@ def _open_loop_section(report: EvaluationReport) -> list[str]:
     lines += ["", "Per observation dimension, at the longest horizon:", ""]
     lines.append("| predictor | " + " | ".join(f"dim {i}" for i in range(dims)) + " |")
     lines.append("| --- |" + " --- |" * dims)
-    for name in PREDICTORS:
+    for name in predictors:
         last = report.curves[f"open_loop_dims/{name}"][-1]
         lines.append(f"| {name} | " + " | ".join(_fmt(v) for v in last) + " |")
     return lines + _ensemble_lines(report)
@@ -341,7 +348,7 @@ def figures_of(report: EvaluationReport) -> dict[str, Figure]:
 def _open_loop_figure(report: EvaluationReport) -> Figure:
     fig = _figure(figsize=(6, 4))
     ax = fig.subplots()
-    for name in PREDICTORS:
+    for name in report.predictors:
         curve = report.curves[f"open_loop/{name}"]
         ax.plot(np.arange(1, len(curve) + 1), curve, label=name, color=COLOURS[name])
     ax.set(
@@ -362,7 +369,7 @@ def _dims_figure(report: EvaluationReport) -> Figure:
     fig = _figure(figsize=(3.2 * cols, 2.6 * rows))
     axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
     for d in range(dims):
-        for name in PREDICTORS:
+        for name in report.predictors:
             curve = report.curves[f"open_loop_dims/{name}"][:, d]
             axes[d].plot(np.arange(1, len(curve) + 1), curve, label=name, color=COLOURS[name])
         axes[d].set(title=f"dim {d}", yscale="log", xlabel="horizon")
@@ -384,7 +391,7 @@ def _example_figure(report: EvaluationReport) -> Figure:
     steps = np.arange(len(true))
     for d in range(dims):
         axes[d, 0].plot(steps, true[:, d], color="black", label="real")
-        for name in PREDICTORS:
+        for name in report.predictors:
             pred = ex[name][valid]
             axes[d, 0].plot(steps, pred[:, d], color=COLOURS[name], label=name, alpha=0.8)
             axes[d, 1].plot(steps, np.abs(pred[:, d] - true[:, d]), color=COLOURS[name], label=name)

@@ -98,6 +98,12 @@ class FitConfig:
     ``steps`` gradient steps on a first fit, ``refit_steps`` on each later one (the loop's refits).
     ``lr_schedule="cosine"``: each fit anneals the learning rate to 1% of ``learning_rate``, for
     precise dynamics (then fit(n); fit(m) no longer equals fit(n + m)).
+
+    ``adversarial_weight`` (image models only; 0, the default, is off): a VAE-GAN. During the VAE
+    stage a small convolutional discriminator learns to tell real frames from reconstructions,
+    and the decoder's loss adds this weight times its hinge generator loss, for sharper frames
+    (:mod:`genrl.model.adversarial`). The discriminator lives in the trainer, not in the model
+    file: a resumed run starts a new one.
     """
 
     # The defaults are the precise settings CartPole and Pendulum were tuned with (genrl eval's
@@ -116,6 +122,7 @@ class FitConfig:
     open_loop_steps: int = 16  # steps of the open-loop prediction loss (0: off)
     termination_weight: float = 10.0  # weight of terminal steps in the termination loss (they are rare)
     nll_beta: float = 1.0  # beta-NLL weighting of the dynamics' likelihood (0: plain NLL)
+    adversarial_weight: float = 0.0  # an image VAE's adversarial loss on its decoder (0: off)
 
     def __post_init__(self) -> None:
         check_choice(self.lr_schedule, "fit setting lr_schedule", LR_SCHEDULES)

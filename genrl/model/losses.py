@@ -88,7 +88,11 @@ def vae_losses(model: WorldModel, frames: torch.Tensor) -> dict[str, torch.Tenso
 
 def total_loss(losses: dict[str, torch.Tensor], fit: FitConfig) -> torch.Tensor:
     """The weighted sum that a fit minimises."""
-    weights = {"kl": fit.kl_weight, "prediction": fit.prediction_weight}
+    weights = {
+        "kl": fit.kl_weight,
+        "prediction": fit.prediction_weight,
+        "adversarial_g": fit.adversarial_weight,
+    }
     return sum(v * weights.get(k, 1.0) for k, v in losses.items())
 
 

@@ -24,6 +24,7 @@ from torch import nn
 
 from genrl.data.dataset import RolloutDataset
 from genrl.errors import GenrlError
+from genrl.model.adversarial import Adversary
 from genrl.model.losses import total_loss, vae_losses, world_model_losses
 from genrl.model.networks import ensemble_spread, mixture_mean
 from genrl.util.checks import check_int, describe
@@ -43,6 +44,9 @@ class Trainer:
     def __init__(self, model: WorldModel):
         self.model = model
         self._optimizer: torch.optim.Optimizer | None = None
+        # An image model's discriminator, with adversarial_weight > 0: training-only, so not in
+        # the model file or the checkpoint's optimizer state; a resumed run starts a new one.
+        self._adversary: Adversary | None = None
         # An image model's cost of each stage of the last fit, in seconds.
         self.stage_seconds: dict[str, float] = {}
 
@@ -116,11 +120,19 @@ class Trainer:
         model, c = self.model, self.model.fit_config
         clock = time.perf_counter()
         model.train()
+        if c.adversarial_weight > 0 and self._adversary is None:
+            self._adversary = Adversary(model)
+        adversary = self._adversary
         with seeded(model.seed), progress_bar(steps, "fit image VAE", "step", disable=not progress) as bar:
             for i in range(steps):
                 rng = step_rng(model.seed, int(model.trained_steps))
                 frames = torch.as_tensor(train.sample_states(2 * c.batch_size, rng), device=model.device)
-                total = self._update(vae_losses(model, frames), i, steps, writer)
+                losses = vae_losses(model, frames) if adversary is None else adversary.vae_losses(frames)
+                total = self._update(losses, i, steps, writer)
+                if adversary is not None:  # the discriminator's step, after the decoder's
+                    loss_d = adversary.step()
+                    if writer is not None and int(model.trained_steps) % LOG_EVERY == 0:
+                        writer.add_scalar("world_model/train/adversarial_d", loss_d, int(model.trained_steps))
                 bar.update(1)
                 bar.set_postfix(loss=f"{total:.3f}", refresh=False)
         model.eval()

@@ -111,6 +111,10 @@ class WorldModel(nn.Module):
         self.config, self.fit_config, self.seed = _settings(config, fit, seed, overrides)
         obs_shape = tuple(observation_space.shape)
         self.image = is_image(observation_space)
+        if self.fit_config.adversarial_weight > 0 and not self.image:
+            raise GenrlError(
+                "fit setting adversarial_weight: needs image observations (H, W, C), got vectors"
+            )
         if self.image:
             check_image_space(observation_space)
         self.config = resolve(self.config, obs_shape, is_binary(observation_space))

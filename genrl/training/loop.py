@@ -37,6 +37,7 @@ from genrl.data.envs import make_env
 from genrl.dream.latent import LatentObservation, LatentPolicy
 from genrl.dream.vec_env import DreamVecEnv
 from genrl.errors import GenrlError
+from genrl.evaluation.video import add_gif, open_loop_video, video_frames
 from genrl.guidance.planner import Planner
 from genrl.model.world_model import WorldModel
 from genrl.training.agents import agent_preset, make_agent, restart_schedules, save_policy
@@ -386,6 +387,8 @@ def evaluate_phase(loop: _Loop) -> None:
     )
     loop.history.append(row)
     _log(loop.writer, row)
+    if loop.model.image:
+        _log_dreams(loop)
     log.info(
         "iteration %d: real return %.1f ± %.1f after %d real steps (dream %.1f)",
         loop.iteration,
@@ -394,6 +397,16 @@ def evaluate_phase(loop: _Loop) -> None:
         row["real_steps"],
         row["dream_return_mean"],
     )
+
+
+def _log_dreams(loop: _Loop) -> None:
+    """An image model's open-loop report in TensorBoard: real | dream | error frames as a GIF,
+    and its error against repeat-last-frame per horizon, so a run shows what the model imagines."""
+    video = open_loop_video(loop.model, loop.dataset, windows=16, show=3, seed=loop.iteration)
+    step = loop.dataset.num_steps
+    add_gif(loop.writer, "dream/open_loop", video_frames(video), step)
+    for name, value in video.scalars().items():
+        loop.writer.add_scalar(name, value, step)
 
 
 def _train_and_evaluate(loop: _Loop) -> None:
