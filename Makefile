@@ -34,7 +34,7 @@ format: setup
 test: lint
 	$(BIN)/python -m pytest -q --durations=8 tests
 
-# Benchmarks, never part of `make test` (about two hours on 2 cores); results in benchmarks/RESULTS.md.
+# Benchmarks, never part of `make test` (about five hours on 2 cores); results in benchmarks/RESULTS.md.
 bench: setup
 	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/throughput.py
 	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/sample_efficiency.py
@@ -44,6 +44,9 @@ bench: setup
 	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/augmentation.py
 	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/synthesis.py
 	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/distributed.py
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/pixels.py speed
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/pixels.py run pixel_cartpole --budget-s 3600 --max-real-steps 10000
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/pixels.py run minatar_breakout --budget-s 7200 --max-real-steps 100000
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache

@@ -99,7 +99,11 @@ def test_a_bernoulli_decoder_is_judged_by_its_probabilities():
 
 
 def test_a_vector_model_refuses_it():
-    with pytest.raises(GenrlError, match="adversarial_weight: needs image observations"):
+    with pytest.raises(
+        GenrlError,
+        match=r"adversarial_weight: expected image observations \(H, W, C\), got observations of shape \(4,\)"
+        r"$",
+    ):
         WorldModel(spaces.Box(-1, 1, (4,), np.float32), spaces.Discrete(2), adversarial_weight=0.1)
     with pytest.raises(GenrlError, match="fit setting adversarial_weight"):
         FitConfig(adversarial_weight=-1.0)

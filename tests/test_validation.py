@@ -506,7 +506,8 @@ CASES = [
     ),
     pytest.param(
         _model_of_spaces(spaces.Box(-np.inf, np.inf, (8, 8, 3), np.float32), spaces.Discrete(2)),
-        r"image observations: expected a Box with finite bounds \(such as 0 and 255\), got Box\(-inf, inf, \(8, 8, 3\), float32\)",
+        r"image observations: expected a Box with finite bounds \(such as 0 and 255\), "
+        r"got Box\(-inf, inf, \(8, 8, 3\), float32\)",
         id="model-image-observations",
     ),
     pytest.param(
@@ -556,7 +557,8 @@ CASES = [
     ),
     pytest.param(
         lambda w: WorldModel.load(_edit_json(w.saved_model() / "model.json", version=8)),
-        r"model\.json is genrl\.world_model version 8; this genrl reads version 1 or 2 or 3 or 4 or 5 or 6 or 7$",
+        r"model\.json is genrl\.world_model version 8; "
+        r"this genrl reads version 1 or 2 or 3 or 4 or 5 or 6 or 7$",
         id="load-model-of-newer-version",
     ),
     pytest.param(

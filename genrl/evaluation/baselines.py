@@ -134,26 +134,22 @@ class LatentLinear:
         self.transitions = 0
 
     @torch.inference_mode()
-    def encode(self, frames: np.ndarray | torch.Tensor) -> np.ndarray:
-        """Frames (B, H, W, C) -> latent means (B, latent_dim), float64."""
-        obs = torch.as_tensor(frames, device=self.model.device)
-        return self.model.encode(obs).cpu().double().numpy()
-
     def fit(self, transitions: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> LatentLinear:
         """Fit on chunks of real transitions (frames (B, ...), env actions (B, ...), next frames);
-        each chunk is encoded and dropped, so only the latents are kept."""
+        each chunk is encoded and dropped, so only the latents are kept (as tensors until the
+        end: small arrays made between large transient ones would pin the heap's memory)."""
         z, actions, z_next = [], [], []
         for obs, action, nxt in transitions:
-            z.append(self.encode(obs))
-            z_next.append(self.encode(nxt))
-            actions.append(np.asarray(action))
+            z.append(self.model.encode(torch.as_tensor(obs, device=self.model.device)))
+            z_next.append(self.model.encode(torch.as_tensor(nxt, device=self.model.device)))
+            actions.append(torch.as_tensor(action))
         if not z or not sum(len(x) for x in z):
             raise GenrlError("expected transitions to fit the linear baseline on, got none")
-        z_all, z_next_all = np.concatenate(z), np.concatenate(z_next)
+        z_all, z_next_all = (torch.cat(part).cpu().double().numpy() for part in (z, z_next))
         both = np.concatenate([z_all, z_next_all])
         bounds = spaces.Box(both.min(0), both.max(0), dtype=np.float64)
         self.linear = LinearDynamics(bounds, self.model.action_space, self.ridge)
-        self.linear.fit_arrays(z_all, np.concatenate(actions), z_next_all)
+        self.linear.fit_arrays(z_all, torch.cat(actions).numpy(), z_next_all)
         self.transitions = len(z_all)
         return self
 

@@ -70,6 +70,9 @@ IMAGE_CHUNK = 32  # windows of a model of images imagined and scored at once
 IMAGE_FRAMES = 2048  # frames for its reconstruction error and its mean-frame baseline
 IMAGE_PAIRS = 4096  # transitions its latent linear baseline is fitted on
 IMAGE_SEGMENT = 64  # steps of an episode its one-step heads score at once
+# Frames encoded or decoded at once: a decoder's last feature maps are large (16 channels at 64 x 64
+# for CarRacing: 256 frames would take 270 MB).
+FRAME_CHUNK = 64
 
 
 @dataclass
@@ -127,17 +130,15 @@ def evaluate(
     seed = fresh_seed(seed)
     # A model object stays on its device; a saved one is evaluated on the CPU.
     model = as_model(model, "auto" if isinstance(model, WorldModel) else "cpu")
-    image = bool(model.image)
-    if max_windows is None:
-        max_windows = IMAGE_WINDOWS if image else 2000
+    image = bool(model.image)  # frames are bounded in memory: see the module's docstring
+    max_windows = max_windows if max_windows is not None else IMAGE_WINDOWS if image else 2000
     sizes = {"episodes": episodes, "horizon": horizon, "clip_length": clip_length, "max_windows": max_windows}
     _check_arguments(model, dataset, policy, env, sizes)
     model.eval()
     held = model.held_out_episodes(dataset)
     trained = sorted(set(range(len(dataset))) - set(held))
-    report = EvaluationReport(
-        trained_steps=int(model.trained_steps), predictors=IMAGE_PREDICTORS if image else PREDICTORS
-    )
+    predictors = IMAGE_PREDICTORS if image else PREDICTORS
+    report = EvaluationReport(trained_steps=int(model.trained_steps), predictors=predictors)
     report.data = {
         "dataset_held_out_episodes": len(held),
         "dataset_training_episodes": len(trained),
@@ -156,21 +157,34 @@ def evaluate(
     # from half of the held-out ones (and is scored on all: a slight advantage to the baseline).
     baseline_data = dataset.subset(trained) if trained else evaluation.subset(range(0, len(evaluation), 2))
     report.data["linear_fitted_on"] = "the model's training episodes" if trained else "held-out episodes"
+    sizes = {"horizon": int(horizon), "clip_length": int(clip_length), "max_windows": max_windows}
+    _measure(model, evaluation, baseline_data, sizes, video_context, seed, report)
+    return report
+
+
+def _measure(
+    model: WorldModel,
+    evaluation: RolloutDataset,
+    baseline_data: RolloutDataset,
+    sizes: dict[str, int],
+    video_context: int,
+    seed: int,
+    report: EvaluationReport,
+) -> None:
+    """Every part on the held-out data; a model of images gets the parts of bounded memory."""
+    horizon, max_windows = sizes["horizon"], sizes["max_windows"]
     with torch.inference_mode():
-        if image:
+        if model.image:
             _reconstruction_images(model, evaluation, seed, report)
             _teacher_forced(model, evaluation, report, segment=IMAGE_SEGMENT)
-            _open_loop_images(model, evaluation, baseline_data, int(horizon), max_windows, seed, report)
+            _open_loop_images(model, evaluation, baseline_data, horizon, max_windows, seed, report)
         else:
             _reconstruction(model, evaluation, report)
             _teacher_forced(model, evaluation, report)
-            _open_loop(model, evaluation, baseline_data, int(horizon), max_windows, seed, report)
-        _video(model, evaluation, video_context, int(horizon), seed, report)
-    if image:
-        _critic_images(model, evaluation, int(clip_length), max_windows, seed, report)
-    else:
-        _critic(model, evaluation, int(clip_length), max_windows, seed, report)
-    return report
+            _open_loop(model, evaluation, baseline_data, horizon, max_windows, seed, report)
+        _video(model, evaluation, video_context, horizon, seed, report)
+    critic = _critic_images if model.image else _critic
+    critic(model, evaluation, sizes["clip_length"], max_windows, seed, report)
 
 
 def _check_arguments(
@@ -326,7 +340,7 @@ def _window_chunks(
 
 
 def _frame_chunks(
-    data: RolloutDataset, most: int, rng: np.random.Generator, chunk: int = 256
+    data: RolloutDataset, most: int, rng: np.random.Generator, chunk: int = FRAME_CHUNK
 ) -> Iterator[np.ndarray]:
     """Frames of ``data`` a chunk at a time: every frame when there are at most ``most``, else
     ``most`` drawn uniformly (with replacement, :meth:`RolloutDataset.sample_states`)."""
@@ -340,7 +354,7 @@ def _frame_chunks(
 
 
 def _transition_chunks(
-    data: RolloutDataset, most: int, rng: np.random.Generator, chunk: int = 256
+    data: RolloutDataset, most: int, rng: np.random.Generator, chunk: int = FRAME_CHUNK
 ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """(frames, actions, next frames) of ``data`` a chunk at a time: every transition when there
     are at most ``most``, else ``most`` drawn uniformly (:meth:`RolloutDataset.sample_sequences`)."""
@@ -442,11 +456,7 @@ def _open_loop_images(
     episode, start = _window_starts(data, horizon, max_windows, np.random.default_rng(seed))
     if not len(episode):
         raise GenrlError("expected held-out episodes with at least one step to evaluate on, got none")
-    fit_rng = np.random.default_rng(seed + 2)
-    mean_frame = MeanFrame().fit(_frame_chunks(baseline_data, IMAGE_FRAMES, fit_rng))
-    linear = LatentLinear(model).fit(_transition_chunks(baseline_data, IMAGE_PAIRS, fit_rng))
-    report.data["mean_frame_frames"] = min(IMAGE_FRAMES, sum(ep.length + 1 for ep in baseline_data.episodes))
-    report.data["linear_transitions"] = linear.transitions
+    mean_frame, linear = _image_baselines(model, baseline_data, seed, report)
     n = len(episode)
     errors = {name: np.zeros((n, horizon)) for name in IMAGE_PREDICTORS}
     spread, valid = np.zeros((n, horizon)), np.zeros((n, horizon), dtype=bool)
@@ -470,9 +480,33 @@ def _open_loop_images(
             for name, pred in predictions.items():
                 errors[name][rows, k] = _pixel_errors(model, pred, obs[:, k + 1])
         spread[rows], valid[rows] = dream.disagreement.cpu().numpy(), cut.mask
+    _image_curves(model, errors, spread, valid, horizon, report)
+
+
+def _image_baselines(
+    model: WorldModel, data: RolloutDataset, seed: int, report: EvaluationReport
+) -> tuple[MeanFrame, LatentLinear]:
+    """A model of images' baselines besides repeat-last, fitted on bounded samples of ``data``."""
+    rng = np.random.default_rng(seed + 2)
+    mean_frame = MeanFrame().fit(_frame_chunks(data, IMAGE_FRAMES, rng))
+    linear = LatentLinear(model).fit(_transition_chunks(data, IMAGE_PAIRS, rng))
+    report.data["mean_frame_frames"] = min(IMAGE_FRAMES, sum(ep.length + 1 for ep in data.episodes))
+    report.data["linear_transitions"] = linear.transitions
+    return mean_frame, linear
+
+
+def _image_curves(
+    model: WorldModel,
+    errors: dict[str, np.ndarray],
+    spread: np.ndarray,
+    valid: np.ndarray,
+    horizon: int,
+    report: EvaluationReport,
+) -> None:
+    """Per-window, per-step errors (N, H) of each predictor -> the report's curves and scalars."""
     counts = valid.sum(0)
     report.window_counts = counts
-    report.scalars["open_loop/windows"] = float(n)
+    report.scalars["open_loop/windows"] = float(len(valid))
     weights = valid / np.maximum(counts, 1)[None, :]
     for name in IMAGE_PREDICTORS:
         curve = (errors[name] * weights).sum(0)

@@ -7,7 +7,8 @@ so a reader of the run's TensorBoard sees the whole report.
 A model of images also gets its open-loop video report (:mod:`genrl.evaluation.video`):
 ``open_loop.gif``, the strip ``open_loop.png`` and the plot ``open_loop_error.png``, and in
 TensorBoard the GIF (played by the image dashboard), the strip and the per-horizon curves. Its
-report leaves out what is per observation dimension (per pixel): tables, plots and scalars.
+report leaves out what is per observation dimension (per pixel): tables, plots and scalars; its
+open-loop table has the predictors of ``report.predictors`` (the mean frame besides the others).
 """
 
 from __future__ import annotations

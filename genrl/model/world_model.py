@@ -111,12 +111,7 @@ class WorldModel(nn.Module):
         self.config, self.fit_config, self.seed = _settings(config, fit, seed, overrides)
         obs_shape = tuple(observation_space.shape)
         self.image = is_image(observation_space)
-        if self.fit_config.adversarial_weight > 0 and not self.image:
-            raise GenrlError(
-                "fit setting adversarial_weight: needs image observations (H, W, C), got vectors"
-            )
-        if self.image:
-            check_image_space(observation_space)
+        check_observations(observation_space, self.fit_config)
         self.config = resolve(self.config, obs_shape, is_binary(observation_space))
         self.config = dataclasses.replace(self.config, latent_dim=latent_size(self.config, obs_shape))
         self.observation_space, self.action_space = observation_space, action_space
@@ -406,9 +401,15 @@ class WorldModel(nn.Module):
         return load_model(path, device)
 
 
-def check_image_space(space: spaces.Box) -> None:
-    """Raise GenrlError unless an image space has finite bounds: pixels are scaled by them."""
-    if not (np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high))):
+def check_observations(space: spaces.Box, fit: FitConfig) -> None:
+    """Raise GenrlError unless an image space has finite bounds (pixels are scaled by them), and
+    unless a discriminator of frames (``adversarial_weight``) has frames to judge."""
+    if fit.adversarial_weight > 0 and not is_image(space):
+        raise GenrlError(
+            "fit setting adversarial_weight: expected image observations (H, W, C), "
+            f"got observations of shape {space.shape}"
+        )
+    if is_image(space) and not (np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high))):
         raise GenrlError(
             f"image observations: expected a Box with finite bounds (such as 0 and 255), got {space}"
         )
