@@ -31,7 +31,7 @@ from genrl.data.dataset import RolloutDataset
 from genrl.data.envs import make_env
 from genrl.dream.env import DreamEnv
 from genrl.errors import GenrlError
-from genrl.evaluation.evaluate import PREDICTORS, evaluate
+from genrl.evaluation.evaluate import evaluate
 from genrl.evaluation.report import write_report
 from genrl.evaluation.video import write_gif
 from genrl.guidance.generate import GUIDES, generate
@@ -474,14 +474,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
         title=f"world model on {report.data['episodes']} held-out episodes ({report.data['steps']} steps)"
     )
     table.add_column("horizon", justify="right")
-    for name in PREDICTORS:
+    for name in report.predictors:
         table.add_column(f"{name} error", justify="right")
     for key in sorted({k.rsplit("/h", 1)[1] for k in s if k.startswith("open_loop/model/h")}, key=int):
-        table.add_row(key, *(f"{s[f'open_loop/{name}/h{key}']:.4g}" for name in PREDICTORS))
+        table.add_row(key, *(f"{s[f'open_loop/{name}/h{key}']:.4g}" for name in report.predictors))
     console.print(table)
     verdict = "below" if report.beats_baselines() else "NOT below"
+    baselines = "both baselines" if len(report.predictors) == 3 else "every baseline"
     print(
-        f"Open-loop error {verdict} both baselines at every horizon up to {args.horizon}; termination "
+        f"Open-loop error {verdict} {baselines} at every horizon up to {args.horizon}; termination "
         f"AUROC {s['termination/auroc']:.3f}; critic accuracy {100 * s['critic/clip_accuracy']:.1f}% "
         f"(50% = indistinguishable)."
     )

@@ -26,7 +26,7 @@ import numpy as np
 
 from genrl.data.dataset import RolloutDataset
 from genrl.dream.reward import describe_reward
-from genrl.evaluation.evaluate import PREDICTORS, EvaluationReport
+from genrl.evaluation.evaluate import EvaluationReport
 from genrl.model.world_model import WorldModel
 
 
@@ -55,7 +55,8 @@ def card_evaluation(report: EvaluationReport) -> dict[str, Any]:
         "held_out_episodes": int(report.data["episodes"]),
         "held_out_steps": int(report.data["steps"]),
         "open_loop_error": {
-            name: {f"h{k}": _number(s[f"open_loop/{name}/h{k}"]) for k in horizons} for name in PREDICTORS
+            name: {f"h{k}": _number(s[f"open_loop/{name}/h{k}"]) for k in horizons}
+            for name in report.predictors
         },
         "beats_baselines": bool(report.beats_baselines()),
         "reward_mae": _number(s["reward/mae"]),
