@@ -1,6 +1,7 @@
 """Pixel tasks: dream speed beside the real env, and the loop beside a model-free baseline.
 
 Usage: python benchmarks/pixels.py speed [--out benchmarks/pixels_speed.json]
+       python benchmarks/pixels.py memory [--frames 200000] [--out benchmarks/pixels_memory.json]
        python benchmarks/pixels.py run PRESET [--seed 0] [--budget-s 3600] [--max-real-steps 10000]
                                               [--baseline-steps N] [--out-dir benchmarks/results/pixels]
 
@@ -8,6 +9,10 @@ speed   real CarRacing-v3 steps/s (random actions) and latent-mode dream steps/s
         CarRacing's spaces (64 dreams, the default image model: conv VAE at 64x64, latent 32,
         GRU 128), measured in one process. Speed does not depend on the weights: the model is
         not trained. MinAtar Breakout's real rate is reported beside it.
+memory  a dataset of --frames CarRacing-shaped frames (96x96x3 uint8, 1,000-step episodes, random
+        pixels: memory does not depend on what they show) in memory, and one fit of the default
+        image model on it (50 steps a stage, so the cost is the encoding pass and the memory):
+        peak resident memory and the seconds of each stage.
 run     `genrl train PRESET` until its target, --max-real-steps or --budget-s of wall time
         (whichever comes first; the loop stops between iterations), then the preset's model-free
         SB3 agent on the real env (CnnPolicy for frames, MlpPolicy for MinAtar's grids) for the
@@ -97,6 +102,45 @@ def speed(out: Path) -> dict[str, Any]:
     print(header())
     for key, value in result.items():
         print(f"| {key} | {value if isinstance(value, str) else f'{value:,.1f}'} |")
+    return result
+
+
+def memory(frames: int, out: Path) -> dict[str, Any]:
+    import resource
+
+    from genrl import RolloutDataset
+
+    torch.set_num_threads(1)
+    obs_space = spaces.Box(0, 255, (96, 96, 3), np.uint8)
+    act_space = spaces.Box(np.array([-1, 0, 0], np.float32), np.array([1, 1, 1], np.float32))
+    data = RolloutDataset(obs_space, act_space)
+    rng = np.random.default_rng(0)
+    start = time.time()
+    for _ in range(frames // 1000):
+        steps = 999  # 1,000 frames an episode
+        data.add_episode(
+            rng.integers(0, 256, (steps + 1, 96, 96, 3), dtype=np.uint8),
+            rng.uniform(0, 1, (steps, 3)).astype(np.float32),
+            rng.normal(size=steps).astype(np.float32),
+            np.zeros(steps, bool),
+            np.eye(1, steps, steps - 1, dtype=bool)[0],
+        )
+    built = time.time() - start
+    model = WorldModel(obs_space, act_space, seed=0)
+    model.fit(data, steps=50, progress=False)
+    result = {
+        "machine": machine(),
+        "commit": commit(),
+        "command": command(),
+        "frames": sum(len(ep.obs) for ep in data.episodes),
+        "dataset_gib": sum(ep.obs.nbytes for ep in data.episodes) / 2**30,
+        "build_s": built,
+        "stage_seconds": model.trainer.stage_seconds,
+        "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+    }
+    write_json(out, result)
+    print(header())
+    print(result)
     return result
 
 
@@ -246,6 +290,9 @@ def main(argv: list[str] | None = None) -> None:
     sub = parser.add_subparsers(dest="what", required=True)
     p = sub.add_parser("speed")
     p.add_argument("--out", type=Path, default=HERE / "pixels_speed.json")
+    p = sub.add_parser("memory")
+    p.add_argument("--frames", type=int, default=200_000)
+    p.add_argument("--out", type=Path, default=HERE / "pixels_memory.json")
     p = sub.add_parser("run")
     p.add_argument("preset")
     p.add_argument("--seed", type=int, default=0)
@@ -256,6 +303,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.what == "speed":
         speed(args.out)
+    elif args.what == "memory":
+        memory(args.frames, args.out)
     else:
         run(args.preset, args.seed, args.budget_s, args.max_real_steps, args.baseline_steps, args.out_dir)
 
