@@ -30,6 +30,7 @@ from genrl.data.collect import collect
 from genrl.data.dataset import RolloutDataset
 from genrl.data.envs import make_env
 from genrl.dream.env import DreamEnv
+from genrl.dream.latent import LatentPolicy
 from genrl.errors import GenrlError
 from genrl.evaluation.evaluate import evaluate
 from genrl.evaluation.report import write_report
@@ -441,25 +442,30 @@ def _dream_driver(agent_dir: str | None, env: DreamEnv) -> tuple[Callable[[np.nd
     return lambda obs: agent.predict(obs, deterministic=True)[0], f"the agent of {agent_dir}"
 
 
+def _eval_inputs(
+    path: Path, data: str | None
+) -> tuple[WorldModel, RolloutDataset, Any, str | None, Path | None]:
+    """(model, dataset, policy, env id, TensorBoard folder) of a run folder or a model folder."""
+    if (path / "config.json").is_file():  # a run folder
+        run = load_run(path, device="cpu")
+        policy = run.agent
+        if run.config.agent_obs_mode(run.model.image) == "latent":  # the agent acts on [z, h]
+            policy = LatentPolicy(run.agent, run.model, deterministic=True)
+        dataset = RolloutDataset.load(data) if data is not None else run.dataset
+        return run.model, dataset, policy, run.config.env_id, path / "tb"
+    if (path / "model.json").is_file():
+        if data is None:
+            raise GenrlError(f"{path} is a model folder: expected --data DATA_DIR with held-out episodes")
+        return WorldModel.load(path, device="cpu"), RolloutDataset.load(data), None, None, None
+    raise GenrlError(
+        f"expected a run folder (config.json) or a model folder (model.json) at {path}, found no such file"
+    )
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     """Evaluate a run (its world model on held-out data, its policy in the real env) or a model."""
     path = Path(args.path)
-    writer_dir: Path | None = None
-    if (path / "config.json").is_file():  # a run folder
-        run = load_run(path, device="cpu")
-        model, policy, env_id = run.model, run.agent, run.config.env_id
-        dataset = RolloutDataset.load(args.data) if args.data is not None else run.dataset
-        env, writer_dir = env_id, path / "tb"
-    elif (path / "model.json").is_file():
-        if args.data is None:
-            raise GenrlError(f"{path} is a model folder: expected --data DATA_DIR with held-out episodes")
-        model, dataset = WorldModel.load(path, device="cpu"), RolloutDataset.load(args.data)
-        policy, env, env_id = None, None, None
-    else:
-        raise GenrlError(
-            f"expected a run folder (config.json) or a model folder (model.json) at {path}, "
-            "found no such file"
-        )
+    model, dataset, policy, env, writer_dir = _eval_inputs(path, args.data)
     report = evaluate(
         model, dataset, policy, env=env, episodes=args.episodes, horizon=args.horizon, seed=args.seed
     )
@@ -489,7 +495,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if report.gap:
         returns = np.array(report.data["real_returns"])
         print(
-            f"{env_id}: real return {returns.mean():.1f} ± {returns.std():.1f} over {len(returns)} episodes "
+            f"{env}: real return {returns.mean():.1f} ± {returns.std():.1f} over {len(returns)} episodes "
             f"(deterministic policy); dream return at temperature 1: "
             + ", ".join(f"{r['dream_return']:.1f}" for r in report.gap if r["temperature"] == 1.0)
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from genrl import (
     collect,
     train_in_imagination,
 )
+from genrl.cli import main
 from genrl.errors import GenrlError
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -200,3 +202,8 @@ def test_the_loop_learns_from_pixels(tmp_path):
     events.Reload()
     assert "dream/open_loop" in events.Tags()["images"]
     assert len(events.Images("dream/open_loop")) == len(result.history)
+    # `genrl eval` rebuilds the run: its agent acts on the features of real frames, and in dreams.
+    assert main(["eval", str(tmp_path / "run"), "--episodes", "4", "--horizon", "8", "--seed", "0"]) == 0
+    report = json.loads((tmp_path / "run" / "eval" / "report.json").read_text())
+    assert np.mean(report["data"]["real_returns"]) >= 0.9
+    assert (tmp_path / "run" / "eval" / "open_loop.gif").is_file()

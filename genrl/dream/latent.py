@@ -42,7 +42,13 @@ class LatentFeatures:
 
     @torch.inference_mode()
     def observe(self, obs: np.ndarray, starts: np.ndarray | None = None) -> np.ndarray:
-        """Encode observations (n, *obs_shape); ``starts`` marks episodes that begin with them."""
+        """Encode observations (n, *obs_shape); ``starts`` marks episodes that begin with them.
+
+        A batch of another size than the last begins new episodes, all of them.
+        """
+        if len(obs) != len(self.h):
+            self.h = self.model.initial_state(len(obs))
+            starts = None
         if starts is not None and np.any(starts):
             self.h[torch.as_tensor(np.asarray(starts, dtype=bool), device=self.h.device)] = 0.0
         self.z = self.model.encode(torch.as_tensor(np.asarray(obs), device=self.model.device))
@@ -84,6 +90,7 @@ class LatentPolicy:
 
     :func:`genrl.collect` calls :meth:`episode_start` with the envs whose observation begins an
     episode before each batch of actions, so that their recurrent state starts again from zero.
+    In decoded dreams (:func:`genrl.evaluate`'s dream returns) it re-encodes the decoded frames.
     """
 
     def __init__(self, agent: Any, model: WorldModel, n_envs: int = 1, deterministic: bool = False):
