@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -88,16 +89,7 @@ class Trainer:
         if model.image:
             metrics = self._fit_images(dataset, train, validation, steps, progress, writer)
         else:
-            model.train()
-            with (
-                seeded(model.seed),
-                progress_bar(steps, "fit world model", "step", disable=not progress) as bar,
-            ):
-                for i in range(steps):
-                    total = self._step(train, i, steps, writer)
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{total:.3f}", refresh=False)
-            model.eval()
+            self._steps("fit world model", steps, progress, lambda i: self._step(train, i, steps, writer))
             set_support(model, dataset)
             with seeded(model.seed):  # the VAE samples: same data, same figures
                 rng = step_rng(model.seed, int(model.trained_steps), "validation")
@@ -119,23 +111,22 @@ class Trainer:
         """The VAE on frames, every frame encoded once, then the dynamics on cached latents."""
         model, c = self.model, self.model.fit_config
         clock = time.perf_counter()
-        model.train()
         if c.adversarial_weight > 0 and self._adversary is None:
             self._adversary = Adversary(model)
         adversary = self._adversary
-        with seeded(model.seed), progress_bar(steps, "fit image VAE", "step", disable=not progress) as bar:
-            for i in range(steps):
-                rng = step_rng(model.seed, int(model.trained_steps))
-                frames = torch.as_tensor(train.sample_states(2 * c.batch_size, rng), device=model.device)
-                losses = vae_losses(model, frames) if adversary is None else adversary.vae_losses(frames)
-                total = self._update(losses, i, steps, writer)
-                if adversary is not None:  # the discriminator's step, after the decoder's
-                    loss_d = adversary.step()
-                    if writer is not None and int(model.trained_steps) % LOG_EVERY == 0:
-                        writer.add_scalar("world_model/train/adversarial_d", loss_d, int(model.trained_steps))
-                bar.update(1)
-                bar.set_postfix(loss=f"{total:.3f}", refresh=False)
-        model.eval()
+
+        def vae_step(i: int) -> float:
+            rng = step_rng(model.seed, int(model.trained_steps))
+            frames = torch.as_tensor(train.sample_states(2 * c.batch_size, rng), device=model.device)
+            losses = vae_losses(model, frames) if adversary is None else adversary.vae_losses(frames)
+            total = self._update(losses, i, steps, writer)
+            if adversary is not None:  # the discriminator's step, after the decoder's
+                loss_d = adversary.step()
+                if writer is not None and int(model.trained_steps) % LOG_EVERY == 0:
+                    writer.add_scalar("world_model/train/adversarial_d", loss_d, int(model.trained_steps))
+            return total
+
+        self._steps("fit image VAE", steps, progress, vae_step)
         self.stage_seconds = {"vae": time.perf_counter() - clock}
         clock = time.perf_counter()
         latents = encode_episodes(model, dataset)
@@ -144,13 +135,7 @@ class Trainer:
         space = spaces.Box(-np.inf, np.inf, (model.config.latent_dim,), np.float32)
         coded = dataset.with_observations(space, latents)
         train_z, validation_z = self._split(coded)
-        model.train()
-        with seeded(model.seed), progress_bar(steps, "fit dynamics", "step", disable=not progress) as bar:
-            for i in range(steps):
-                total = self._step(train_z, i, steps, writer)
-                bar.update(1)
-                bar.set_postfix(loss=f"{total:.3f}", refresh=False)
-        model.eval()
+        self._steps("fit dynamics", steps, progress, lambda i: self._step(train_z, i, steps, writer))
         self.stage_seconds["dynamics"] = time.perf_counter() - clock
         set_support(model, coded, latent=True)
         with seeded(model.seed):
@@ -160,6 +145,17 @@ class Trainer:
             with torch.no_grad():
                 metrics |= {k: float(v) for k, v in vae_losses(model, frames).items()}
         return metrics
+
+    def _steps(self, what: str, steps: int, progress: bool, step: Callable[[int], float]) -> None:
+        """``steps`` calls of ``step(i)`` (each returns its total loss) in training mode, with progress."""
+        model = self.model
+        model.train()
+        with seeded(model.seed), progress_bar(steps, what, "step", disable=not progress) as bar:
+            for i in range(steps):
+                total = step(i)
+                bar.update(1)
+                bar.set_postfix(loss=f"{total:.3f}", refresh=False)
+        model.eval()
 
     def _split(self, dataset: RolloutDataset) -> tuple[RolloutDataset, RolloutDataset]:
         """(training, validation) episodes; with too few episodes to hold any out, both are all."""
