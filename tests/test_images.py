@@ -27,6 +27,7 @@ from genrl import (
 )
 from genrl.cli import main
 from genrl.errors import GenrlError
+from genrl.training.defaults import off_support
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 sys.path.insert(0, str(EXAMPLES))
@@ -207,3 +208,11 @@ def test_the_loop_learns_from_pixels(tmp_path):
     report = json.loads((tmp_path / "run" / "eval" / "report.json").read_text())
     assert np.mean(report["data"]["real_returns"]) >= 0.9
     assert (tmp_path / "run" / "eval" / "open_loop.gif").is_file()
+
+
+def test_dreams_of_an_image_model_truncate_where_they_leave_the_data(corridor_data):
+    """A VAE latent's box is a loose picture of its data: leaving it must not teach that all ends."""
+    assert corridor_data.image and any(ep.terminated[-1] for ep in corridor_data.episodes)
+    assert corridor_data.episode_returns().sum() > 0  # CartPole-like data: vectors would terminate
+    assert off_support("auto", corridor_data) == "truncate"
+    assert off_support("terminate", corridor_data) == "terminate"
